@@ -1,0 +1,1 @@
+from tests.support import serviceFactory  # noqa: F401  (a fixture)

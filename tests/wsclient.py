@@ -1,0 +1,62 @@
+"""
+A small synchronous WebSocket client for the end-to-end tests, on the
+C{websockets} library: a real client over a real socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import ClientConnection, connect
+
+TIMEOUT = 10
+
+
+def open_(url: str, *subprotocols: str, **kw: Any) -> ClientConnection:
+    """
+    Open a WebSocket, offering C{subprotocols} in order.
+    """
+    kw.setdefault("open_timeout", TIMEOUT)
+    kw.setdefault("max_size", None)
+    return connect(url, subprotocols=list(subprotocols) or None, **kw)
+
+
+def refusal(url: str, *subprotocols: str, **kw: Any) -> tuple[int, str]:
+    """
+    The HTTP status and body of a handshake the server refuses.
+    """
+    try:
+        ws = open_(url, *subprotocols, **kw)
+    except InvalidStatus as e:
+        return e.response.status_code, bytes(e.response.body or b"").decode()
+    ws.close()
+    raise AssertionError("the handshake was accepted")
+
+
+def recvJSON(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
+    return json.loads(ws.recv(timeout=timeout))
+
+
+def recvUntil(ws: ClientConnection, type_: str, timeout: float = TIMEOUT) -> dict[str, Any]:
+    """
+    Skip JSON events until one of C{type_} arrives, and return it.
+    """
+    while True:
+        event = recvJSON(ws, timeout)
+        if event.get("type") == type_:
+            return event
+
+
+def closeCode(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int | None, str]:
+    """
+    Read until the server closes the connection; return its close code and
+    reason.
+    """
+    try:
+        while True:
+            ws.recv(timeout=timeout)
+    except ConnectionClosed as e:
+        received = e.rcvd
+        return (received.code, received.reason) if received else (None, "")

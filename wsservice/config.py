@@ -1,0 +1,87 @@
+"""
+The typed configuration that flows from the command line into the service.
+
+L{wsservice.tap.Options} parses and validates; everything below it sees only
+these frozen objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class HandlerSettings:
+    """
+    Settings the built-in handlers read through L{IHandlerContext.settings}.
+
+    @ivar clockInterval: seconds between two clock ticks.
+    @ivar historySize: chat messages a room keeps for newcomers; 0 disables.
+    @ivar maxNameLength: longest chat name, in characters.
+    """
+
+    clockInterval: float = 1.0
+    historySize: int = 50
+    maxNameLength: int = 32
+
+
+@dataclass(frozen=True)
+class Limits:
+    """
+    Per-connection and per-process protections.
+
+    @ivar maxMessageSize: largest incoming message (and frame), in bytes;
+        larger ones close the connection with 1009.
+    @ivar maxSendBuffer: bytes that may wait in a connection's outgoing
+        buffer before it is closed as too slow (4001).
+    @ivar maxMessagesPerSecond: sustained incoming message rate per
+        connection (token bucket; bursts of twice this are allowed); 0 is off.
+    @ivar maxConnections: open WebSocket connections per process; 0 is off.
+    @ivar pingInterval: seconds between server pings; 0 disables them.
+    @ivar pingTimeout: seconds to wait for a pong before closing.
+    @ivar openHandshakeTimeout: seconds a client may take to finish the
+        opening handshake.
+    @ivar closeHandshakeTimeout: seconds to wait for the peer's close frame.
+    @ivar shutdownTimeout: seconds a graceful shutdown waits for clients to
+        finish their closing handshakes.
+    """
+
+    maxMessageSize: int = 1024 * 1024
+    maxSendBuffer: int = 4 * 1024 * 1024
+    maxMessagesPerSecond: float = 100.0
+    maxConnections: int = 10000
+    pingInterval: float = 30.0
+    pingTimeout: float = 10.0
+    openHandshakeTimeout: float = 10.0
+    closeHandshakeTimeout: float = 5.0
+    shutdownTimeout: float = 5.0
+
+
+@dataclass(frozen=True)
+class ServiceConfig:
+    """
+    Everything needed to build the service.
+
+    @ivar listen: Twisted server endpoint descriptions, one listener each.
+    @ivar staticDir: the directory served over HTTP.
+    @ivar defaultSubprotocol: the handler for clients that offer no
+        subprotocol, or C{None} to refuse them.
+    @ivar allowedOrigins: C{Origin} patterns (C{*} wildcards) allowed to
+        open WebSockets; requests without an C{Origin} header are allowed.
+        Empty means same-origin only.
+    @ivar perMessageDeflate: accept the permessage-deflate extension.
+    @ivar brokerURL: C{redis://host:port/db} to span rooms across processes,
+        or C{None} for the in-process hub.
+    @ivar workers: how many worker processes share the listeners.
+    """
+
+    listen: tuple[str, ...]
+    staticDir: Path
+    defaultSubprotocol: str | None = "chat"
+    handlers: HandlerSettings = field(default_factory=HandlerSettings)
+    limits: Limits = field(default_factory=Limits)
+    allowedOrigins: tuple[str, ...] = ()
+    perMessageDeflate: bool = False
+    brokerURL: str | None = None
+    workers: int = 1

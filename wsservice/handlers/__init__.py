@@ -1,0 +1,3 @@
+"""
+The built-in subprotocol handlers: L{echo}, L{chat} and L{clock}.
+"""

@@ -1,0 +1,236 @@
+"""
+The C{chat} subprotocol: rooms of people, one room per URL path.
+
+C{ws://host:60000/kitchen} is room C{kitchen}; C{/} is room C{lobby}.  An
+optional C{?name=alice} query parameter names the connection from the start.
+Every server-to-client frame is a JSON object with at least C{type}, C{name}
+and C{message}, so the seed clients that print C{name: message} keep working.
+Events are sent to every member of the room, sender included, in the order
+the server received them.  Room events carry C{room}, C{seq} (per room,
+strictly increasing: a gap means something was missed) and C{time} (server
+time, ISO 8601 UTC).  System events have C{"name": ""}; people always have a
+non-empty name, so a person cannot pass for the system.
+
+Client to server (text frames)::
+
+    {"name": "alice", "message": "hi"}   a message; "name" also renames
+    {"message": "hi"}                    a message under the current name
+    {"type": "rename", "name": "bob"}    change name (also "join")
+    hello there                          any text that is not a JSON object
+                                         is a message with that text
+    <binary frame>                       relayed to the room as binary
+
+Server to client::
+
+    {"type": "welcome", "name": "", "message": "Connected!", "room": "kitchen",
+     "id": "c7", "you": "alice", "seq": 41,
+     "members": [{"id": "c3", "name": "bob"}, {"id": "c7", "name": "alice"}]}
+        first, to the newcomer only; "seq" is the room's last sequence number
+
+    {"type": "history", "name": "", "message": "", "room": "kitchen",
+     "messages": [<message events, oldest first>]}
+        second, to the newcomer only, when the room has history
+
+    {"type": "join", "name": "", "message": "alice joined", "room": "kitchen",
+     "seq": 42, "time": "2026-11-23T18:44:48.123Z",
+     "user": {"id": "c7", "name": "alice"}, "count": 2}
+        also "leave" ("alice left") and "rename" ("alice is now bob", with
+        "previous": "alice")
+
+    {"type": "message", "name": "alice", "message": "hi", "id": "c7",
+     "room": "kitchen", "seq": 43, "time": "2026-11-23T18:44:49.001Z"}
+
+    {"type": "error", "name": "", "message": "name must be a string"}
+        to the sender only; the connection stays open
+"""
+
+from __future__ import annotations
+
+import json
+import unicodedata
+from typing import Any
+from urllib.parse import unquote
+
+from twisted.plugin import IPlugin
+from zope.interface import implementer, provider
+
+from wsservice.interfaces import IConnection, IHandler, IHandlerContext, IHandlerFactory
+
+DEFAULT_ROOM = "lobby"
+MAX_ROOM_LENGTH = 64
+ANONYMOUS = "anonymous"
+CLOSE_POLICY_VIOLATION = 1008
+
+
+def roomFromPath(path: str) -> str:
+    """
+    The room a request path names: C{/kitchen} is C{kitchen}, C{/} is
+    L{DEFAULT_ROOM}.
+    """
+    room = unquote(path).strip("/")
+    return room or DEFAULT_ROOM
+
+
+def cleanName(raw: Any, limit: int) -> str:
+    """
+    A display name: control characters removed, white space trimmed and
+    folded, at most C{limit} characters; empty becomes L{ANONYMOUS}.
+    """
+    if not isinstance(raw, str):
+        return ANONYMOUS
+    printable = "".join(
+        " " if ch.isspace() else ch
+        for ch in raw
+        if ch.isspace() or unicodedata.category(ch)[0] != "C"
+    )
+    name = " ".join(printable.split())[:limit].strip()
+    return name or ANONYMOUS
+
+
+class ChatError(ValueError):
+    """
+    A client message that cannot be understood; the text goes back to the
+    client.
+    """
+
+
+@provider(IPlugin, IHandlerFactory)
+@implementer(IHandler)
+class ChatHandler:
+    """
+    One person in one chat room.
+    """
+
+    subprotocol = "chat"
+    description = "chat rooms by URL path: names, presence, history, ordered JSON messages"
+
+    def __init__(self, connection: IConnection, context: IHandlerContext) -> None:
+        self._connection = connection
+        self._rooms = context.rooms
+        self._nameLimit = context.settings.maxNameLength
+        self._room = roomFromPath(connection.request.path)
+        query = connection.request.query.get("name", ())
+        self._name = cleanName(query[0] if query else "", self._nameLimit)
+        self._joined = False
+        self._gone = False
+        self._early: list[tuple[bytes, bool]] = []
+
+    def _me(self) -> dict[str, str]:
+        return {"id": self._connection.id, "name": self._name}
+
+    def _send(self, event: dict[str, Any]) -> None:
+        self._connection.sendText(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+
+    def onOpen(self) -> None:
+        if len(self._room) > MAX_ROOM_LENGTH:
+            self._gone = True
+            self._connection.close(
+                CLOSE_POLICY_VIOLATION, f"room name longer than {MAX_ROOM_LENGTH}"
+            )
+            return
+        self._rooms.join(self._room, self._connection, self._me()).addCallback(self._welcome)
+
+    def _welcome(self, snapshot: Any) -> None:
+        if self._gone:
+            self._rooms.leave(self._room, self._connection)
+            return
+        self._joined = True
+        members = [*snapshot.members, self._me()]
+        self._send(
+            {
+                "type": "welcome",
+                "name": "",
+                "message": "Connected!",
+                "room": self._room,
+                "id": self._connection.id,
+                "you": self._name,
+                "seq": snapshot.seq,
+                "members": members,
+            }
+        )
+        if snapshot.history:
+            self._send(
+                {
+                    "type": "history",
+                    "name": "",
+                    "message": "",
+                    "room": self._room,
+                    "messages": snapshot.history,
+                }
+            )
+        self._announce("join", f"{self._name} joined")
+        early, self._early = self._early, []
+        for payload, isBinary in early:
+            self.onMessage(payload, isBinary)
+
+    def _announce(self, kind: str, message: str, **extra: Any) -> None:
+        self._rooms.publish(
+            self._room,
+            {
+                "type": kind,
+                "name": "",
+                "message": message,
+                "user": self._me(),
+                "count": len(self._rooms.members(self._room)),
+                **extra,
+            },
+        )
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        if not self._joined:
+            self._early.append((payload, isBinary))
+            return
+        if isBinary:
+            self._rooms.publishBinary(self._room, payload)
+            return
+        try:
+            self._handleText(payload.decode("utf-8"))
+        except ChatError as e:
+            self._send({"type": "error", "name": "", "message": str(e)})
+
+    def _handleText(self, text: str) -> None:
+        try:
+            request = json.loads(text)
+        except ValueError:
+            request = None
+        if not isinstance(request, dict):
+            self._say(text)
+            return
+        kind = request.get("type", "message")
+        if "name" in request:
+            if not isinstance(request["name"], str):
+                raise ChatError("name must be a string")
+            self._rename(request["name"])
+        if kind in ("join", "rename"):
+            if "name" not in request:
+                raise ChatError(f'{kind} needs a "name"')
+            return
+        if kind != "message":
+            raise ChatError(f"unknown type {kind!r}; send {{\"message\": \"text\"}}")
+        message = request.get("message")
+        if not isinstance(message, str):
+            raise ChatError('a message needs "message": a string')
+        self._say(message)
+
+    def _say(self, message: str) -> None:
+        self._rooms.publish(
+            self._room,
+            {"type": "message", "name": self._name, "message": message, "id": self._connection.id},
+            record=True,
+        )
+
+    def _rename(self, raw: str) -> None:
+        name = cleanName(raw, self._nameLimit)
+        if name == self._name:
+            return
+        previous, self._name = self._name, name
+        self._rooms.update(self._room, self._connection, self._me())
+        self._announce("rename", f"{previous} is now {name}", previous=previous)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        self._gone = True
+        if not self._joined:
+            return
+        self._joined = False
+        self._rooms.leave(self._room, self._connection)
+        self._announce("leave", f"{self._name} left")

@@ -1,0 +1,156 @@
+"""
+The in-process room hub: membership, presence, fan-out, sequence numbers
+and bounded history for rooms whose members all live in this process.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import OrderedDict, deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from wsservice.interfaces import IRoomHub, IRoomMember
+from wsservice.timefmt import isoUTC
+
+#: Turns one payload into something every member can send without framing
+#: it again (Autobahn's C{prepareMessage}).
+Prepare = Callable[[bytes, bool], Any]
+
+
+@dataclass
+class RoomSnapshot:
+    """
+    What a joiner learns about a room before live events reach it.
+    """
+
+    history: list[dict[str, Any]]
+    members: list[dict[str, Any]]
+    seq: int
+
+
+@dataclass
+class _Room:
+    members: dict[IRoomMember, dict[str, Any]] = field(default_factory=dict)
+    history: deque = field(default_factory=deque)
+    seq: int = 0
+
+
+def encodeEvent(event: Mapping[str, Any]) -> bytes:
+    """
+    Serialise a room event as compact UTF-8 JSON.
+    """
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+@implementer(IRoomHub)
+class RoomHub:
+    """
+    Rooms of members in this process.
+
+    A room exists while it has members or history.  Rooms without members
+    keep their history only while they are among the C{maxIdleRooms} most
+    recently used, so memory does not grow with the number of rooms ever
+    used.
+    """
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        prepare: Prepare,
+        historySize: int = 50,
+        maxIdleRooms: int = 1000,
+        delivered: Callable[[int, int], None] = lambda size, count: None,
+    ) -> None:
+        self._clock = clock
+        self._prepare = prepare
+        self._historySize = historySize
+        self._maxIdleRooms = maxIdleRooms
+        self._delivered = delivered
+        self._rooms: dict[str, _Room] = {}
+        self._idle: OrderedDict[str, None] = OrderedDict()
+
+    def _room(self, name: str) -> _Room:
+        room = self._rooms.get(name)
+        if room is None:
+            room = self._rooms[name] = _Room(history=deque(maxlen=self._historySize))
+        self._idle.pop(name, None)
+        return room
+
+    def join(
+        self, room: str, member: IRoomMember, info: Mapping[str, Any]
+    ) -> Deferred[RoomSnapshot]:
+        state = self._room(room)
+        snapshot = RoomSnapshot(
+            history=list(state.history),
+            members=list(state.members.values()),
+            seq=state.seq,
+        )
+        state.members[member] = dict(info)
+        return succeed(snapshot)
+
+    def update(self, room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
+        state = self._rooms.get(room)
+        if state is not None and member in state.members:
+            state.members[member] = dict(info)
+
+    def leave(self, room: str, member: IRoomMember) -> None:
+        state = self._rooms.get(room)
+        if state is None or state.members.pop(member, None) is None:
+            return
+        if not state.members:
+            self._retire(room, state)
+
+    def _retire(self, name: str, state: _Room) -> None:
+        if not state.history:
+            del self._rooms[name]
+            return
+        self._idle[name] = None
+        while len(self._idle) > self._maxIdleRooms:
+            oldest, _ = self._idle.popitem(last=False)
+            del self._rooms[oldest]
+
+    def stamp(self, room: str, event: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        Give C{event} the room's next sequence number and the server time.
+        """
+        state = self._rooms[room]
+        state.seq += 1
+        stamped = dict(event)
+        stamped.update(room=room, seq=state.seq, time=isoUTC(self._clock.seconds()))
+        return stamped
+
+    def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
+        state = self._rooms.get(room)
+        if state is None:
+            return
+        stamped = self.stamp(room, event)
+        if record and self._historySize:
+            state.history.append(stamped)
+        self._fanOut(state, encodeEvent(stamped), False)
+
+    def publishBinary(self, room: str, data: bytes) -> None:
+        state = self._rooms.get(room)
+        if state is not None:
+            self._fanOut(state, data, True)
+
+    def _fanOut(self, state: _Room, payload: bytes, isBinary: bool) -> None:
+        prepared = self._prepare(payload, isBinary)
+        members = list(state.members)
+        for member in members:
+            member.deliver(prepared)
+        self._delivered(len(payload), len(members))
+
+    def members(self, room: str) -> list[dict[str, Any]]:
+        state = self._rooms.get(room)
+        return list(state.members.values()) if state else []
+
+    def roomCount(self) -> int:
+        """
+        How many rooms are held in memory, with members or history.
+        """
+        return len(self._rooms)

@@ -1,0 +1,190 @@
+"""
+The contracts a handler plugin is written against.
+
+A plugin is a class that I{provides} L{IHandlerFactory} (and L{IPlugin}) and
+whose instances implement L{IHandler}.  For every WebSocket connection that
+negotiated the plugin's subprotocol, the service calls the class with an
+L{IConnection} and an L{IHandlerContext}.  Nothing here needs Autobahn or a
+reactor import.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Mapping, Sequence
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from zope.interface import Attribute, Interface
+
+
+class IRequest(Interface):
+    """
+    The HTTP upgrade request that opened a connection, as the handler sees it.
+    """
+
+    path = Attribute("C{str}: the request path, e.g. C{'/kitchen'}.")
+    query = Attribute(
+        "C{Mapping[str, Sequence[str]]}: the query string's parameters, each "
+        "with every value it was given."
+    )
+    headers = Attribute(
+        "C{Mapping[str, str]}: the request headers, keys in lower case."
+    )
+    peer = Attribute("C{str}: the client's address, e.g. C{'tcp4:127.0.0.1:5555'}.")
+    origin = Attribute("C{str | None}: the C{Origin} header, if any.")
+
+
+class IConnection(Interface):
+    """
+    One open WebSocket connection, as a handler may use it.  Sending on a
+    closing or closed connection is silently ignored.
+    """
+
+    subprotocol = Attribute("C{str}: the subprotocol this connection speaks.")
+    request = Attribute("L{IRequest}: the upgrade request.")
+    id = Attribute("C{str}: a short identifier, unique within the process.")
+
+    def sendText(text: str) -> None:
+        """
+        Send one text message.
+        """
+
+    def sendBinary(data: bytes) -> None:
+        """
+        Send one binary message.
+        """
+
+    def close(code: int = 1000, reason: str = "") -> None:
+        """
+        Start the closing handshake.
+
+        @param code: 1000, or an application code from 3000 to 4999.
+        @param reason: a short human-readable reason (at most 123 bytes of
+            UTF-8 are sent).
+        """
+
+
+class IRoomMember(Interface):
+    """
+    Something a room delivers to: the room's side of an L{IConnection}.
+    """
+
+    def deliver(message: Any) -> None:
+        """
+        Send a message prepared by L{IRoomHub.prepare} to this member.
+        """
+
+
+class IRoomHub(Interface):
+    """
+    Named rooms of connections: membership, presence, fan-out, per-room
+    sequence numbers and bounded history.
+
+    Room events are JSON objects.  L{publish} stamps each with C{room}, a
+    per-room strictly increasing C{seq} and the server C{time}, serialises
+    it once and sends the same frame to every member, publisher included.
+    """
+
+    def join(room: str, member: IRoomMember, info: Mapping[str, Any]) -> Deferred:
+        """
+        Add C{member} to C{room} with its presence C{info} (for example
+        C{{"name": "alice"}}).
+
+        @return: a L{Deferred} that fires with a L{RoomSnapshot}-like object
+            having C{history} (a list of past events, oldest first) and
+            C{members} (a list of presence dicts), taken before any live
+            event is delivered to C{member}.
+        """
+
+    def update(room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
+        """
+        Replace C{member}'s presence C{info} in C{room}.
+        """
+
+    def leave(room: str, member: IRoomMember) -> None:
+        """
+        Remove C{member} from C{room}; a no-op if it is not a member.
+        """
+
+    def publish(room: str, event: Mapping[str, Any], record: bool = False) -> None:
+        """
+        Stamp C{event} and deliver it to every member of C{room}.
+
+        @param record: keep the stamped event in the room's history.
+        """
+
+    def publishBinary(room: str, data: bytes) -> None:
+        """
+        Deliver one binary message to every member of C{room}.
+        """
+
+    def members(room: str) -> Sequence[Mapping[str, Any]]:
+        """
+        The presence dicts of C{room}'s members known to this process.
+        """
+
+
+class IHandlerContext(Interface):
+    """
+    What the service lends every handler: time, rooms and settings.
+    """
+
+    clock = Attribute(
+        "L{twisted.internet.interfaces.IReactorTime}: schedule timers here, "
+        "never on an imported reactor, so tests can use L{task.Clock}."
+    )
+    rooms = Attribute("L{IRoomHub}: the rooms shared by all connections.")
+    settings = Attribute(
+        "L{wsservice.config.HandlerSettings}: the handler-related settings "
+        "from the command line (clock interval, history size, ...)."
+    )
+    log = Attribute("L{twisted.logger.Logger}: where a handler logs.")
+
+    def callLater(delay: float, f: Callable[..., Any], *a: Any, **kw: Any) -> IDelayedCall:
+        """
+        Like C{clock.callLater}, but an exception raised by C{f} closes only
+        this connection (code 4000) and is logged, as for any handler fault.
+        """
+
+
+class IHandler(Interface):
+    """
+    The per-connection object that speaks one subprotocol.
+
+    Every method may raise: the service logs the traceback and closes only
+    this connection with code 4000, reason C{"internal error"}.
+    """
+
+    def onOpen() -> None:
+        """
+        The connection is open: greet, join rooms, start timers.
+        """
+
+    def onMessage(payload: bytes, isBinary: bool) -> None:
+        """
+        One whole message.  A text message's payload is valid UTF-8.
+        """
+
+    def onClose(wasClean: bool, code: int | None, reason: str | None) -> None:
+        """
+        The connection is gone.  Called exactly once, and only after
+        L{onOpen} was called: leave rooms and cancel timers here.
+        """
+
+
+class IHandlerFactory(Interface):
+    """
+    A subprotocol handler plugin: usually the handler class itself, declared
+    with C{@provider(IPlugin, IHandlerFactory)}.
+    """
+
+    subprotocol = Attribute(
+        "C{str}: the C{Sec-WebSocket-Protocol} token this handler speaks; "
+        "unique among the installed plugins."
+    )
+    description = Attribute("C{str}: one line for C{--list-handlers}.")
+
+    def __call__(connection: IConnection, context: IHandlerContext) -> IHandler:
+        """
+        Make the handler for one newly opened connection.
+        """

@@ -1,0 +1,568 @@
+"""
+The Autobahn side of the service: subprotocol negotiation, the connection a
+handler sees, and the guards around every handler call.
+
+Handlers never see Autobahn.  L{ServiceProtocol} negotiates in C{onConnect},
+builds the handler in C{onOpen}, forwards messages and closes, and turns any
+exception from a handler into a close with L{CLOSE_INTERNAL_ERROR} for that
+connection alone.
+
+Application close codes (documented in the README):
+
+  - 4000 internal error: the handler raised.
+  - 4001 too slow: the peer did not read and its send buffer overflowed.
+  - 4002 rate limit exceeded: the peer sent messages faster than allowed.
+  - 4003 unsupported data: the subprotocol does not take this kind of message.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
+
+from autobahn.twisted.websocket import WebSocketServerFactory, WebSocketServerProtocol
+from autobahn.websocket.protocol import PreparedMessage
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime
+from twisted.logger import Logger
+from zope.interface import implementer
+
+from wsservice.config import HandlerSettings, Limits
+from wsservice.interfaces import (
+    IConnection,
+    IHandler,
+    IHandlerContext,
+    IHandlerFactory,
+    IRequest,
+    IRoomHub,
+    IRoomMember,
+)
+from wsservice.metrics import ServiceMetrics
+from wsservice.ratelimit import TokenBucket
+from wsservice.registry import HandlerRegistry
+
+CLOSE_GOING_AWAY = 1001
+CLOSE_INTERNAL_ERROR = 4000
+CLOSE_TOO_SLOW = 4001
+CLOSE_RATE_LIMITED = 4002
+CLOSE_UNSUPPORTED_DATA = 4003
+
+_connectionIds = itertools.count(1)
+
+
+@implementer(IRequest)
+@dataclass(frozen=True)
+class Request:
+    """
+    The upgrade request, copied out of Autobahn's L{ConnectionRequest}.
+    """
+
+    path: str
+    query: Mapping[str, Sequence[str]]
+    headers: Mapping[str, str]
+    peer: str
+    origin: str | None
+
+    @classmethod
+    def fromAutobahn(cls, request: ConnectionRequest) -> "Request":
+        return cls(
+            path=request.path,
+            query={k: tuple(v) for k, v in request.params.items()},
+            headers=dict(request.headers),
+            peer=request.peer,
+            origin=request.origin,
+        )
+
+
+@implementer(IConnection, IRoomMember)
+class Connection:
+    """
+    What a handler holds of its connection: send, close, deliver room events.
+    """
+
+    __slots__ = ("_protocol", "id", "subprotocol", "request")
+
+    def __init__(self, protocol: "ServiceProtocol", subprotocol: str, request: Request):
+        self._protocol = protocol
+        self.id = f"c{next(_connectionIds)}"
+        self.subprotocol = subprotocol
+        self.request = request
+
+    def sendText(self, text: str) -> None:
+        self._protocol.sendOutgoing(text.encode("utf-8"), False)
+
+    def sendBinary(self, data: bytes) -> None:
+        self._protocol.sendOutgoing(data, True)
+
+    def deliver(self, message: Any) -> None:
+        self._protocol.sendPrepared(message)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        self._protocol.closeWith(code, reason)
+
+    def __repr__(self) -> str:
+        return f"<Connection {self.id} {self.subprotocol} {self.request.peer}>"
+
+
+@implementer(IHandlerContext)
+class HandlerContext:
+    """
+    The per-connection L{IHandlerContext}: shared clock, rooms and settings,
+    and a C{callLater} whose faults close this connection only.
+    """
+
+    __slots__ = ("clock", "rooms", "settings", "log", "_guard")
+
+    def __init__(
+        self,
+        clock: IReactorTime,
+        rooms: IRoomHub,
+        settings: HandlerSettings,
+        log: Logger,
+        guard: Callable[..., Any],
+    ):
+        self.clock = clock
+        self.rooms = rooms
+        self.settings = settings
+        self.log = log
+        self._guard = guard
+
+    def callLater(self, delay: float, f: Callable[..., Any], *a: Any, **kw: Any) -> IDelayedCall:
+        return self.clock.callLater(delay, self._guard, f, *a, **kw)
+
+
+def prepareMessage(payload: bytes, isBinary: bool) -> PreparedMessage:
+    """
+    Frame one server-to-client message once, for sending to many
+    connections with C{sendPreparedMessage}.
+    """
+    return PreparedMessage(payload, isBinary, False, False)
+
+
+def originAllowed(origin: str | None, host: str, patterns: Sequence[str]) -> bool:
+    """
+    Decide whether a browser page at C{origin} may open a WebSocket to
+    C{host}.
+
+    Requests without an C{Origin} header come from non-browser clients and
+    are allowed; a page served by this service (same host and port) is
+    allowed; anything else must match one of C{patterns} (C{*} wildcards,
+    matched against the whole origin, e.g. C{https://*.example.com}).
+    """
+    if origin is None or origin == "":
+        return True
+    if origin == "null":
+        return "null" in patterns
+    if urlsplit(origin).netloc.lower() == host.lower():
+        return True
+    return any(fnmatchcase(origin.lower(), p.lower()) for p in patterns)
+
+
+@implementer(IPushProducer)
+class _SendBuffer:
+    """
+    Watches a connection's transport through the producer API: the transport
+    pauses us when its buffer is full, and while it is paused every byte we
+    write is counted against the connection's send-buffer limit.
+    """
+
+    __slots__ = ("paused", "pending")
+
+    def __init__(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        self.pending = 0
+
+    def stopProducing(self) -> None:
+        self.paused = True
+
+
+class ServiceProtocol(WebSocketServerProtocol):
+    """
+    One WebSocket connection: negotiation, limits, and a guarded handler.
+    """
+
+    _log = Logger()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._factoryChoice: IHandlerFactory | None = None
+        self._handler: IHandler | None = None
+        self._connection: Connection | None = None
+        self._sendBuffer: _SendBuffer | None = None
+        self._bucket: TokenBucket | None = None
+        self._tooSlow = False
+        self._metricLabels: str | None = None
+        self._refusalLogged = False
+
+    # -- opening handshake --------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        # Autobahn tries this before its options are copied onto the protocol,
+        # so it never takes effect; interactive traffic wants Nagle off.
+        try:
+            self.transport.setTcpNoDelay(True)
+        except Exception:
+            pass
+        self._watchSendBuffer()
+
+    def _watchSendBuffer(self) -> None:
+        transport = self.transport
+        # Behind WebSocketResource the HTTP channel that handed us the
+        # transport is still its producer; it has no more work to do.
+        if getattr(transport, "producer", None) is not None:
+            transport.unregisterProducer()
+        self._sendBuffer = _SendBuffer()
+        try:
+            transport.registerProducer(self._sendBuffer, True)
+        except Exception:
+            self._sendBuffer = None
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        factory: ServiceFactory = self.factory
+        settings = factory.settings
+        peer = request.peer
+        if factory.draining:
+            raise self._deny(peer, 503, "server is shutting down", "shutting-down")
+        if 0 < settings.limits.maxConnections <= factory.openCount:
+            raise self._deny(peer, 503, "too many connections", "max-connections")
+        if not originAllowed(request.origin, request.host, settings.allowedOrigins):
+            raise self._deny(
+                peer, 403, f"origin {request.origin} is not allowed", "origin"
+            )
+        chosen = factory.registry.select(request.protocols, settings.defaultSubprotocol)
+        if chosen is None:
+            supported = ", ".join(factory.registry.names)
+            if request.protocols:
+                reason = (
+                    f"unsupported subprotocol {', '.join(request.protocols)}; "
+                    f"supported: {supported}"
+                )
+            else:
+                reason = f"a subprotocol is required; supported: {supported}"
+            raise self._deny(peer, 400, reason, "subprotocol")
+        self._factoryChoice = chosen
+        self._connection = Connection(self, chosen.subprotocol, Request.fromAutobahn(request))
+        # A client that offered nothing must not be answered with a name.
+        return chosen.subprotocol if request.protocols else None
+
+    def _deny(self, peer: str, code: int, reason: str, label: str) -> ConnectionDeny:
+        self._log.info(
+            "refused {peer}: {code} {reason}", peer=peer, code=code, reason=reason
+        )
+        self.factory.metrics.handshakeRefused(label)
+        self._refusalLogged = True
+        return ConnectionDeny(code, reason)
+
+    def failHandshake(
+        self, reason: str, code: int = 400, responseHeaders: Any = None
+    ) -> None:
+        """
+        Refuse the opening handshake with C{code}, the reason as both the
+        status text and a plain-text body, and one log line.
+        """
+        if not self._refusalLogged:
+            self._log.info(
+                "refused {peer}: {code} {reason}", peer=self.peer, code=code, reason=reason
+            )
+            self.factory.metrics.handshakeRefused("handshake")
+        body = (reason + "\n").encode("utf-8")
+        status = reason.replace("\r", " ").replace("\n", " ")
+        head = [
+            f"HTTP/1.1 {code} {status}",
+            "Content-Type: text/plain; charset=utf-8",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
+        head += [f"{name}: {value}" for name, value in responseHeaders or ()]
+        self.sendData(("\r\n".join(head) + "\r\n\r\n").encode("utf-8") + body)
+        # A refusal is an ordinary outcome, not an unclean drop worth a warning.
+        self.wasClean = True
+        self.dropConnection(abort=False)
+
+    # -- open connection ----------------------------------------------------
+
+    def onOpen(self) -> None:
+        factory: ServiceFactory = self.factory
+        connection = self._connection
+        assert connection is not None and self._factoryChoice is not None
+        factory.opened(self)
+        subprotocol = connection.subprotocol
+        self._metricLabels = subprotocol
+        factory.metrics.opened(subprotocol)
+        rate = factory.settings.limits.maxMessagesPerSecond
+        if rate > 0:
+            self._bucket = TokenBucket(rate, max(2 * rate, 10.0), factory.clock.seconds())
+        self._log.info(
+            "open {peer} {subprotocol} {path} as {id}",
+            peer=connection.request.peer,
+            subprotocol=subprotocol,
+            path=connection.request.path,
+            id=connection.id,
+        )
+        context = HandlerContext(
+            factory.clock,
+            factory.rooms,
+            factory.settings.handlers,
+            Logger(namespace=f"wsservice.handlers.{subprotocol}"),
+            self.guarded,
+        )
+        handler = self.guarded(self._factoryChoice, connection, context)
+        if handler is None:
+            return
+        self._handler = handler
+        self.guarded(handler.onOpen)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        handler = self._handler
+        if handler is None or self._tooSlow:
+            return
+        self.factory.metrics.received(self._metricLabels, len(payload))
+        bucket = self._bucket
+        if bucket is not None and not bucket.take(self.factory.clock.seconds()):
+            self._log.warn(
+                "closing {id} ({peer}): over {rate} messages per second",
+                id=self._connection.id,
+                peer=self._connection.request.peer,
+                rate=bucket.rate,
+            )
+            self.closeWith(CLOSE_RATE_LIMITED, "rate limit exceeded")
+            return
+        self.guarded(handler.onMessage, payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        factory: ServiceFactory = self.factory
+        if self._connection is None or self._metricLabels is None:
+            return
+        factory.closed(self)
+        factory.metrics.closedWith(self._metricLabels, code)
+        self._log.info(
+            "close {peer} {id} code={code} reason={reason!r} clean={clean}",
+            peer=self._connection.request.peer,
+            id=self._connection.id,
+            code=code,
+            reason=reason,
+            clean=wasClean,
+        )
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            try:
+                handler.onClose(wasClean, code, reason)
+            except Exception:
+                self._log.failure(
+                    "handler {subprotocol} failed while closing {id}",
+                    subprotocol=self._metricLabels,
+                    id=self._connection.id,
+                )
+
+    def guarded(self, f: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        """
+        Call handler code; on an exception, log it and close this connection
+        with L{CLOSE_INTERNAL_ERROR}, leaving every other connection alone.
+        """
+        try:
+            return f(*a, **kw)
+        except Exception:
+            connection = self._connection
+            self._log.failure(
+                "handler {subprotocol} failed on {id} ({peer}); closing it",
+                subprotocol=connection.subprotocol if connection else "?",
+                id=connection.id if connection else "?",
+                peer=connection.request.peer if connection else "?",
+            )
+            self.factory.metrics.handlerError(connection.subprotocol if connection else "?")
+            self.closeWith(CLOSE_INTERNAL_ERROR, "internal error")
+            return None
+
+    # -- sending ------------------------------------------------------------
+
+    def sendOutgoing(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Send one message unless the connection is closing or too slow.
+        """
+        if self.state != self.STATE_OPEN or self._tooSlow:
+            return
+        self.sendMessage(payload, isBinary)
+        self.factory.metrics.sent(self._metricLabels, len(payload))
+
+    def sendPrepared(self, prepared: Any) -> None:
+        """
+        Send a message framed once for many connections.
+        """
+        if self.state != self.STATE_OPEN or self._tooSlow:
+            return
+        self.sendPreparedMessage(prepared)
+
+    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+        """
+        Write to the transport, counting bytes written while the transport is
+        paused; past the send-buffer limit the connection is closed as too
+        slow.  Autobahn's own version formats a debug log line on every write.
+        """
+        if sync or chopsize or self.send_queue:
+            return super().sendData(data, sync, chopsize)
+        buffer = self._sendBuffer
+        if buffer is not None and buffer.paused:
+            buffer.pending += len(data)
+            if buffer.pending > self.factory.settings.limits.maxSendBuffer and not self._tooSlow:
+                self._closeTooSlow()
+                if self.state == self.STATE_CLOSED:
+                    return
+        self.transport.write(data)
+
+    def _closeTooSlow(self) -> None:
+        self._tooSlow = True
+        connection = self._connection
+        self._log.warn(
+            "closing {id} ({peer}): too slow, over {limit} bytes waiting to be sent",
+            id=connection.id if connection else "?",
+            peer=connection.request.peer if connection else self.peer,
+            limit=self.factory.settings.limits.maxSendBuffer,
+        )
+        self.factory.metrics.slowReaderClosed()
+        # The close frame queues behind data the peer is not reading: give it
+        # the close handshake timeout to arrive, then drop the connection.
+        self.closeWith(CLOSE_TOO_SLOW, "too slow")
+        self.factory.clock.callLater(
+            self.factory.settings.limits.closeHandshakeTimeout, self._abort
+        )
+
+    def _abort(self) -> None:
+        if self.state != self.STATE_CLOSED and self.transport is not None:
+            self.transport.abortConnection()
+
+    def closeWith(self, code: int, reason: str) -> None:
+        """
+        Start the closing handshake with any code, 1001 included (Autobahn's
+        C{sendClose} only takes 1000 and 3000-4999).
+        """
+        if self.state == self.STATE_OPEN:
+            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123])
+        elif self.state == self.STATE_CONNECTING:
+            self.dropConnection(abort=True)
+
+
+class ServiceFactory(WebSocketServerFactory):
+    """
+    Makes L{ServiceProtocol}s and holds what they share: the handler
+    registry, the rooms, the clock, the limits and the set of open
+    connections.
+    """
+
+    protocol = ServiceProtocol
+
+    def __init__(
+        self,
+        registry: HandlerRegistry,
+        rooms: IRoomHub,
+        settings: "ProtocolSettings",
+        metrics: ServiceMetrics,
+        clock: IReactorTime,
+    ) -> None:
+        super().__init__()
+        self.registry = registry
+        self.settings = settings
+        self.metrics = metrics
+        self.clock = clock
+        self.rooms = rooms
+        self.draining = False
+        self.openProtocols: set[ServiceProtocol] = set()
+        self._allClosed: list[Deferred[None]] = []
+        limits = settings.limits
+        self.setProtocolOptions(
+            # Every option is set: Autobahn's defaults are unlimited sizes,
+            # failing by dropping TCP (peers see 1006, not 1009/1007) and no
+            # keepalive.
+            maxFramePayloadSize=limits.maxMessageSize,
+            maxMessagePayloadSize=limits.maxMessageSize,
+            failByDrop=False,
+            utf8validateIncoming=True,
+            openHandshakeTimeout=limits.openHandshakeTimeout,
+            closeHandshakeTimeout=limits.closeHandshakeTimeout,
+            autoPingInterval=limits.pingInterval,
+            autoPingTimeout=limits.pingTimeout if limits.pingInterval else 0,
+            autoPingSize=12,
+            tcpNoDelay=True,
+            allowedOrigins=["*"],
+            allowNullOrigin=True,
+            maxConnections=0,
+            webStatus=False,
+            echoCloseCodeReason=False,
+            perMessageCompressionAccept=(
+                _acceptDeflate if settings.perMessageDeflate else (lambda offers: None)
+            ),
+        )
+
+    @property
+    def openCount(self) -> int:
+        return len(self.openProtocols)
+
+    def opened(self, protocol: ServiceProtocol) -> None:
+        self.openProtocols.add(protocol)
+
+    def closed(self, protocol: ServiceProtocol) -> None:
+        self.openProtocols.discard(protocol)
+        if not self.openProtocols:
+            waiting, self._allClosed = self._allClosed, []
+            for d in waiting:
+                d.callback(None)
+
+    def goingAway(self, reason: str = "server shutting down") -> Deferred[None]:
+        """
+        Refuse new handshakes, send every open connection a close frame with
+        1001 (going away), and return a L{Deferred} that fires once they have
+        all closed.
+        """
+        self.draining = True
+        d: Deferred[None] = Deferred()
+        if not self.openProtocols:
+            d.callback(None)
+            return d
+        self._allClosed.append(d)
+        for protocol in list(self.openProtocols):
+            protocol.closeWith(CLOSE_GOING_AWAY, reason)
+        return d
+
+    def abortAll(self) -> None:
+        """
+        Drop every connection still open.
+        """
+        for protocol in list(self.openProtocols):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+
+def _acceptDeflate(offers: list[Any]) -> Any:
+    from autobahn.websocket.compress import (
+        PerMessageDeflateOffer,
+        PerMessageDeflateOfferAccept,
+    )
+
+    for offer in offers:
+        if isinstance(offer, PerMessageDeflateOffer):
+            return PerMessageDeflateOfferAccept(offer)
+    return None
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """
+    The part of the configuration the WebSocket layer needs.
+    """
+
+    limits: Limits
+    handlers: HandlerSettings
+    defaultSubprotocol: str | None
+    allowedOrigins: tuple[str, ...] = ()
+    perMessageDeflate: bool = False

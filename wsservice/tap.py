@@ -1,0 +1,183 @@
+"""
+The C{twistd wsservice} command line: parse, validate, and build the
+service.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+from twisted.application.service import IService
+from twisted.python import usage
+
+from wsservice.client import bundledClient
+from wsservice.config import HandlerSettings, Limits, ServiceConfig
+from wsservice.registry import HandlerRegistry, PluginConflict, describe, discoverPlugins
+
+
+def _positive(kind: type, allowZero: bool = False) -> Any:
+    def coerce(value: str) -> Any:
+        number = kind(value)
+        if number < 0 or (number == 0 and not allowZero):
+            raise ValueError(f"{value} is not {'a non-negative' if allowZero else 'a positive'} number")
+        return number
+
+    coerce.coerceDoc = "Must be {}.".format("at least 0" if allowZero else "positive")  # type: ignore[attr-defined]
+    return coerce
+
+
+class Options(usage.Options):
+    """
+    Options for C{twistd wsservice}.
+    """
+
+    synopsis = "[options]"
+    longdesc = (
+        "Serve the browser client over HTTP and WebSocket subprotocols "
+        "(chat, echo, clock and any installed handler plugin) on the same port."
+    )
+
+    optParameters = [
+        ["port", "p", 60000, "TCP port to listen on (replaced by --listen).", usage.portCoerce],
+        ["interface", "i", "", "Interface to listen on with --port (default: all)."],
+        ["static", None, None, "Directory of files served over HTTP (default: the bundled client)."],
+        ["default-subprotocol", None, "chat",
+         "Handler for clients that offer no subprotocol; empty refuses them."],
+        ["clock-interval", None, 1.0, "Seconds between clock ticks.", _positive(float)],
+        ["history", None, 50, "Chat messages each room keeps for newcomers (0 disables).",
+         _positive(int, allowZero=True)],
+        ["max-message-size", None, 1024 * 1024,
+         "Largest message accepted, in bytes; larger ones close with 1009.", _positive(int)],
+        ["max-send-buffer", None, 4 * 1024 * 1024,
+         "Bytes that may wait unsent to one client before it is closed with 4001 (too slow).",
+         _positive(int)],
+        ["max-messages-per-second", None, 100.0,
+         "Messages per second one client may send on average (bursts of twice that); "
+         "over it closes with 4002. 0 disables.", _positive(float, allowZero=True)],
+        ["max-connections", None, 10000,
+         "Open WebSocket connections per process; further handshakes get 503. 0 disables.",
+         _positive(int, allowZero=True)],
+        ["ping-interval", None, 30.0, "Seconds between keepalive pings (0 disables).",
+         _positive(float, allowZero=True)],
+        ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _positive(float)],
+        ["shutdown-timeout", None, 5.0,
+         "Seconds to wait for clients' closing handshakes on shutdown.", _positive(float, allowZero=True)],
+    ]
+    optFlags = [
+        ["list-handlers", None, "Print the available subprotocol handlers and exit."],
+        ["permessage-deflate", None, "Accept the permessage-deflate compression extension."],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["allowed-origin"] = []
+        self.registry: HandlerRegistry | None = None
+
+    def opt_listen(self, description: str) -> None:
+        """
+        Listen on a Twisted endpoint, e.g. tcp:8080, ssl:8443:privateKey=key.pem:certKey=cert.pem or unix:/run/ws.sock. Repeatable; replaces --port and --interface.
+        """
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def opt_allowed_origin(self, pattern: str) -> None:
+        """
+        Also allow browser pages from this origin (wildcards with *, e.g. https://*.example.com). Repeatable. Always allowed: pages served by this service and clients that send no Origin.
+        """
+        self["allowed-origin"].append(pattern)
+
+    def opt_list_handlers(self) -> None:
+        """
+        Print each available subprotocol, its description and its module, then exit.
+        """
+        registry = self._registry()
+        for name, factory in registry.factories.items():
+            print(f"{name}\t{factory.description}\t({describe(factory)})")
+        sys.exit(0)
+
+    def _registry(self) -> HandlerRegistry:
+        if self.registry is None:
+            try:
+                self.registry = HandlerRegistry.fromPlugins(discoverPlugins())
+            except PluginConflict as e:
+                raise usage.UsageError(str(e))
+        return self.registry
+
+    def postOptions(self) -> None:
+        registry = self._registry()
+        default = self["default-subprotocol"] or None
+        if default is not None and default not in registry.factories:
+            raise usage.UsageError(
+                f"--default-subprotocol: no handler for {default!r}; "
+                f"available: {', '.join(registry.names)}"
+            )
+        if self["static"] is not None:
+            static = Path(self["static"])
+            if not (static.is_dir()):
+                raise usage.UsageError(f"--static: {static} is not a directory")
+        elif bundledClient() is None:
+            raise usage.UsageError("--static: the bundled client is missing; name a directory")
+        if not self["listen"]:
+            interface = self["interface"].replace(":", "\\:")
+            self["listen"] = [
+                f"tcp:{self['port']}" + (f":interface={interface}" if interface else "")
+            ]
+        for description in self["listen"]:
+            _checkEndpoint(description)
+
+    def toConfig(self) -> ServiceConfig:
+        """
+        The validated options as a L{ServiceConfig}.
+        """
+        return ServiceConfig(
+            listen=tuple(self["listen"]),
+            staticDir=Path(self["static"]) if self["static"] else bundledClient(),
+            defaultSubprotocol=self["default-subprotocol"] or None,
+            handlers=HandlerSettings(
+                clockInterval=self["clock-interval"], historySize=self["history"]
+            ),
+            limits=Limits(
+                maxMessageSize=self["max-message-size"],
+                maxSendBuffer=self["max-send-buffer"],
+                maxMessagesPerSecond=self["max-messages-per-second"],
+                maxConnections=self["max-connections"],
+                pingInterval=self["ping-interval"],
+                pingTimeout=self["ping-timeout"],
+                shutdownTimeout=self["shutdown-timeout"],
+            ),
+            allowedOrigins=tuple(self["allowed-origin"]),
+            perMessageDeflate=bool(self["permessage-deflate"]),
+        )
+
+
+def _checkEndpoint(description: str) -> None:
+    """
+    Parse an endpoint description the way the listener will, so a bad one
+    (a typo, an unreadable certificate) is a usage error before anything
+    starts.
+    """
+    from twisted.internet import reactor
+    from twisted.internet.endpoints import serverFromString
+
+    try:
+        serverFromString(reactor, description)
+    except Exception as e:
+        raise usage.UsageError(f"--listen {description}: {e}")
+
+
+def makeService(options: Options) -> IService:
+    """
+    Build the service from parsed options (called by twistd).
+    """
+    from twisted.internet import reactor
+
+    from wsservice.service import buildService
+    from wsservice.shutdown import exitCleanlyOnSignals
+
+    service = buildService(options.toConfig(), options._registry(), reactor)
+    exitCleanlyOnSignals(reactor)
+    return service
