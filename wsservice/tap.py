@@ -17,15 +17,32 @@ from wsservice.config import HandlerSettings, Limits, ServiceConfig
 from wsservice.registry import HandlerRegistry, PluginConflict, describe, discoverPlugins
 
 
-def _positive(kind: type, allowZero: bool = False) -> Any:
+def _number(option: str, kind: type, allowZero: bool = False) -> Any:
+    """
+    A coercer for a numeric option whose errors name the option.
+    """
+
     def coerce(value: str) -> Any:
-        number = kind(value)
+        try:
+            number = kind(value)
+        except ValueError:
+            raise ValueError(f"--{option}: {value!r} is not a number")
         if number < 0 or (number == 0 and not allowZero):
-            raise ValueError(f"{value} is not {'a non-negative' if allowZero else 'a positive'} number")
+            raise ValueError(f"--{option}: must be {'at least 0' if allowZero else 'positive'}, not {value}")
         return number
 
     coerce.coerceDoc = "Must be {}.".format("at least 0" if allowZero else "positive")  # type: ignore[attr-defined]
     return coerce
+
+
+def _port(value: str) -> int:
+    try:
+        return usage.portCoerce(value)
+    except ValueError as e:
+        raise ValueError(f"--port: {e}")
+
+
+_port.coerceDoc = usage.portCoerce.coerceDoc  # type: ignore[attr-defined]
 
 
 class Options(usage.Options):
@@ -40,30 +57,30 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["port", "p", 60000, "TCP port to listen on (replaced by --listen).", usage.portCoerce],
+        ["port", "p", 60000, "TCP port to listen on (replaced by --listen).", _port],
         ["interface", "i", "", "Interface to listen on with --port (default: all)."],
         ["static", None, None, "Directory of files served over HTTP (default: the bundled client)."],
         ["default-subprotocol", None, "chat",
          "Handler for clients that offer no subprotocol; empty refuses them."],
-        ["clock-interval", None, 1.0, "Seconds between clock ticks.", _positive(float)],
+        ["clock-interval", None, 1.0, "Seconds between clock ticks.", _number("clock-interval", float)],
         ["history", None, 50, "Chat messages each room keeps for newcomers (0 disables).",
-         _positive(int, allowZero=True)],
+         _number("history", int, allowZero=True)],
         ["max-message-size", None, 1024 * 1024,
-         "Largest message accepted, in bytes; larger ones close with 1009.", _positive(int)],
+         "Largest message accepted, in bytes; larger ones close with 1009.", _number("max-message-size", int)],
         ["max-send-buffer", None, 4 * 1024 * 1024,
          "Bytes that may wait unsent to one client before it is closed with 4001 (too slow).",
-         _positive(int)],
+         _number("max-send-buffer", int)],
         ["max-messages-per-second", None, 100.0,
          "Messages per second one client may send on average (bursts of twice that); "
-         "over it closes with 4002. 0 disables.", _positive(float, allowZero=True)],
+         "over it closes with 4002. 0 disables.", _number("max-messages-per-second", float, allowZero=True)],
         ["max-connections", None, 10000,
          "Open WebSocket connections per process; further handshakes get 503. 0 disables.",
-         _positive(int, allowZero=True)],
+         _number("max-connections", int, allowZero=True)],
         ["ping-interval", None, 30.0, "Seconds between keepalive pings (0 disables).",
-         _positive(float, allowZero=True)],
-        ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _positive(float)],
+         _number("ping-interval", float, allowZero=True)],
+        ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _number("ping-timeout", float)],
         ["shutdown-timeout", None, 5.0,
-         "Seconds to wait for clients' closing handshakes on shutdown.", _positive(float, allowZero=True)],
+         "Seconds to wait for clients' closing handshakes on shutdown.", _number("shutdown-timeout", float, allowZero=True)],
     ]
     optFlags = [
         ["list-handlers", None, "Print the available subprotocol handlers and exit."],
