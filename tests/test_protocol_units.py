@@ -1,0 +1,29 @@
+"""
+Unit tests of the pieces of the WebSocket layer that decide alone.
+"""
+
+from wsservice.protocol import originAllowed
+from wsservice.ratelimit import TokenBucket
+
+
+def test_origin_policy():
+    """
+    No Origin and same-origin pages are allowed; others only by pattern.
+    """
+    assert originAllowed(None, "127.0.0.1:60000", ())
+    assert originAllowed("http://127.0.0.1:60000", "127.0.0.1:60000", ())
+    assert not originAllowed("http://evil.example", "127.0.0.1:60000", ())
+    assert originAllowed("https://app.example.com", "h:1", ("https://*.example.com",))
+    assert not originAllowed("https://example.com.evil", "h:1", ("https://*.example.com",))
+    assert not originAllowed("null", "h:1", ())
+
+
+def test_token_bucket_allows_bursts_then_the_rate():
+    """
+    A bucket allows its burst at once, then refills at its rate.
+    """
+    bucket = TokenBucket(rate=10, burst=20, now=0)
+    assert all(bucket.take(0) for _ in range(20))
+    assert not bucket.take(0)
+    assert bucket.take(0.1)
+    assert not bucket.take(0.1)
