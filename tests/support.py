@@ -42,10 +42,9 @@ class ServiceProcess:
     the Python path.  Its log is kept in L{lines}; L{ports} are read from it.
     """
 
-    def __init__(self, *args: str, listeners: int = 1, env: dict[str, str] | None = None,
+    def __init__(self, *args: str, env: dict[str, str] | None = None,
                  pythonpath: list[str] | None = None, cwd: str | None = None) -> None:
         self.args = list(args)
-        self.listeners = listeners
         self.extraEnv = env or {}
         self.pythonpath = [*(pythonpath or []), str(REPO)]
         self.cwd = cwd
@@ -54,6 +53,7 @@ class ServiceProcess:
         self.ports: list[str] = []
         self._changed = threading.Condition()
         self._exited = False
+        self.ready = False
 
     @property
     def port(self) -> int:
@@ -72,12 +72,13 @@ class ServiceProcess:
         self.lines.clear()
         self.ports.clear()
         self._exited = False
+        self.ready = False
         self.proc = subprocess.Popen(
             self.command(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, text=True, env=env, cwd=self.cwd or str(REPO),
         )
         threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
-        if not self.waitFor(lambda: len(self.ports) >= self.listeners, timeout):
+        if not self.waitFor(lambda: self.ready, timeout):
             output = self.log()
             self.stop(signal.SIGKILL)
             raise RuntimeError(f"wsservice did not start:\n{output}")
@@ -91,6 +92,8 @@ class ServiceProcess:
                 match = LISTENING.search(line)
                 if match:
                     self.ports.append(match.group(1).strip("'\""))
+                if "wsservice ready:" in line:
+                    self.ready = True
                 self._changed.notify_all()
         with self._changed:
             self._exited = True

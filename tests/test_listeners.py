@@ -54,7 +54,6 @@ def test_wss_and_ws_listeners_at_once(tmp_path, serviceFactory):
     service = serviceFactory(
         "--listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
         "--listen", "tcp:0:interface=127.0.0.1",
-        listeners=2,
     )
     tlsPort, plainPort = service.ports
     context = ssl.create_default_context(cafile=str(cert))

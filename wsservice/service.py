@@ -66,13 +66,24 @@ class GracefulShutdown(Service):
 
 class DrainFirst(MultiService):
     """
-    A L{MultiService} that tells the WebSocket factory to refuse new
-    handshakes and report unhealthy before its listeners stop.
+    The top of the service tree: it logs C{wsservice ready} once every
+    listener is bound and the reactor runs, and on stop it tells the
+    WebSocket factory to refuse new handshakes and report unhealthy before
+    its listeners stop.
     """
 
-    def __init__(self, factory: ServiceFactory) -> None:
+    _log = Logger()
+
+    def __init__(self, factory: ServiceFactory, reactor: Any) -> None:
         super().__init__()
         self._factory = factory
+        self._reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self._reactor.callWhenRunning(
+            self._log.info, "wsservice ready: {count} listeners", count=len(self.services) - 1
+        )
 
     def stopService(self) -> Deferred[Any]:
         self._factory.draining = True
@@ -122,7 +133,7 @@ def buildService(config: ServiceConfig, registry: HandlerRegistry, reactor: Any)
         is passed down, never imported.
     """
     site, factory = buildSite(config, registry, reactor)
-    top = DrainFirst(factory)
+    top = DrainFirst(factory, reactor)
     GracefulShutdown(factory, factory.metrics, config.limits.shutdownTimeout, reactor).setServiceParent(top)
     for description in config.listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
