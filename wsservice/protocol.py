@@ -237,7 +237,8 @@ class ServiceProtocol(WebSocketServerProtocol):
             raise self._deny(peer, 503, "server is shutting down", "shutting-down")
         if 0 < settings.limits.maxConnections <= factory.openCount:
             raise self._deny(peer, 503, "too many connections", "max-connections")
-        if not originAllowed(request.origin, request.host, settings.allowedOrigins):
+        host = request.headers.get("host", "")
+        if not originAllowed(request.origin, host, settings.allowedOrigins):
             raise self._deny(
                 peer, 403, f"origin {request.origin} is not allowed", "origin"
             )

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application import strports
-from twisted.application.service import MultiService, Service
+from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -21,73 +21,55 @@ from wsservice.registry import HandlerRegistry
 from wsservice.web import buildRoot
 
 
-class GracefulShutdown(Service):
+class WebSocketService(MultiService):
     """
-    On stop, tells every open connection the server is going away (1001) and
-    waits for their closing handshakes, at most C{timeout} seconds, then
-    drops what is left.
+    The top of the service tree, parent of the listeners.
 
-    It is the first child of the service tree, so it stops last: by then the
-    listeners have stopped accepting.
-    """
-
-    _log = Logger()
-
-    def __init__(self, factory: ServiceFactory, metrics: ServiceMetrics,
-                 timeout: float, clock: Any) -> None:
-        self._factory = factory
-        self._metrics = metrics
-        self._timeout = timeout
-        self._clock = clock
-
-    def stopService(self) -> Deferred[None]:
-        super().stopService()
-        self._metrics.draining()
-        count = self._factory.openCount
-        self._log.info("shutting down: closing {count} connections", count=count)
-        allClosed = self._factory.goingAway()
-        timer = self._clock.callLater(self._timeout, self._giveUp, allClosed)
-
-        def done(result: None) -> None:
-            if timer.active():
-                timer.cancel()
-
-        return allClosed.addCallback(done)
-
-    def _giveUp(self, allClosed: Deferred[None]) -> None:
-        self._log.warn(
-            "shutdown timeout: dropping {count} connections",
-            count=self._factory.openCount,
-        )
-        self._factory.abortAll()
-        if not allClosed.called:
-            allClosed.callback(None)
-
-
-class DrainFirst(MultiService):
-    """
-    The top of the service tree: it logs C{wsservice ready} once every
-    listener is bound and the reactor runs, and on stop it tells the
-    WebSocket factory to refuse new handshakes and report unhealthy before
-    its listeners stop.
+    It logs C{wsservice ready} once every listener is bound and the reactor
+    runs.  On stop it drains before the listeners close, so that load
+    balancers watching C{/healthz} see 503 and new handshakes are refused
+    with 503 while it happens: every open connection is sent a close frame
+    with 1001 (going away), and the closing handshakes get at most
+    C{shutdownTimeout} seconds before what is left is dropped.
     """
 
     _log = Logger()
 
-    def __init__(self, factory: ServiceFactory, reactor: Any) -> None:
+    def __init__(self, factory: ServiceFactory, shutdownTimeout: float, reactor: Any) -> None:
         super().__init__()
         self._factory = factory
+        self._shutdownTimeout = shutdownTimeout
         self._reactor = reactor
 
     def startService(self) -> None:
         super().startService()
         self._reactor.callWhenRunning(
-            self._log.info, "wsservice ready: {count} listeners", count=len(self.services) - 1
+            self._log.info, "wsservice ready: {count} listeners", count=len(self.services)
         )
 
     def stopService(self) -> Deferred[Any]:
-        self._factory.draining = True
-        return super().stopService()
+        factory = self._factory
+        factory.metrics.draining()
+        self._log.info(
+            "shutting down: closing {count} connections", count=factory.openCount
+        )
+        drained = factory.goingAway()
+        timer = self._reactor.callLater(self._shutdownTimeout, self._giveUp, drained)
+
+        def stopListening(_: None) -> Deferred[Any]:
+            if timer.active():
+                timer.cancel()
+            return MultiService.stopService(self)
+
+        return drained.addCallback(stopListening)
+
+    def _giveUp(self, drained: Deferred[None]) -> None:
+        self._log.warn(
+            "shutdown timeout: dropping {count} connections", count=self._factory.openCount
+        )
+        self._factory.abortAll()
+        if not drained.called:
+            drained.callback(None)
 
 
 def buildSite(
@@ -133,8 +115,7 @@ def buildService(config: ServiceConfig, registry: HandlerRegistry, reactor: Any)
         is passed down, never imported.
     """
     site, factory = buildSite(config, registry, reactor)
-    top = DrainFirst(factory, reactor)
-    GracefulShutdown(factory, factory.metrics, config.limits.shutdownTimeout, reactor).setServiceParent(top)
+    top = WebSocketService(factory, config.limits.shutdownTimeout, reactor)
     for description in config.listen:
         strports.service(description, site, reactor=reactor).setServiceParent(top)
     return top
