@@ -26,3 +26,18 @@ test: $(INSTALLED)
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache
 	find . -name dropin.cache -delete
+
+# The Autobahn Testsuite against the echo handler: the 301 cases without
+# compression (also run by `make test`); FULL=1 runs all 517 cases with
+# permessage-deflate (about 15 minutes).
+COMPLIANCE ?= ../shared/tools/compliance/run.sh
+CONFORMANCE_PORT ?= 9001
+conformance: $(INSTALLED)
+	$(VENV)/bin/twistd --nodaemon --pidfile= wsservice --port $(CONFORMANCE_PORT) \
+	    --interface 127.0.0.1 --max-message-size 16777216 --max-messages-per-second 0 \
+	    $(if $(FULL),--permessage-deflate) > conformance-server.log 2>&1 & \
+	server=$$!; trap 'kill $$server' EXIT; \
+	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(CONFORMANCE_PORT)/healthz >/dev/null && break; \
+	    sleep 0.2; done; \
+	bash $(COMPLIANCE) -p echo $(if $(FULL),-t 2400,--no-compression) \
+	    ws://127.0.0.1:$(CONFORMANCE_PORT) conformance-report
