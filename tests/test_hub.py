@@ -83,3 +83,19 @@ def test_leave_is_idempotent_and_update_changes_presence():
     hub.leave("r", a)
     hub.leave("r", a)
     assert hub.members("r") == []
+
+
+def test_history_is_bounded_in_bytes_as_well_as_count():
+    """
+    A room's history drops its oldest events to stay within historyBytes,
+    so a newcomer's history batch never exceeds it.
+    """
+    hub = makeHub(historySize=50, historyBytes=1000)
+    hub.join("r", FakeConnection(), {})
+    for n in range(20):
+        hub.publish("r", {"n": n, "pad": "x" * 200}, record=True)
+    snapshot = []
+    hub.join("r", FakeConnection(), {}).addCallback(snapshot.append)
+    history = snapshot[0].history
+    assert 0 < len(history) < 5
+    assert history[-1]["n"] == 19

@@ -41,10 +41,14 @@ def recvJSON(ws: ClientConnection, timeout: float = TIMEOUT) -> dict[str, Any]:
 
 def recvUntil(ws: ClientConnection, type_: str, timeout: float = TIMEOUT) -> dict[str, Any]:
     """
-    Skip JSON events until one of C{type_} arrives, and return it.
+    Skip JSON events (and binary frames) until one of C{type_} arrives, and
+    return it.
     """
     while True:
-        event = recvJSON(ws, timeout)
+        message = ws.recv(timeout=timeout)
+        if isinstance(message, bytes):
+            continue
+        event = json.loads(message)
         if event.get("type") == type_:
             return event
 

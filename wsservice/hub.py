@@ -36,8 +36,20 @@ class RoomSnapshot:
 @dataclass
 class _Room:
     members: dict[IRoomMember, dict[str, Any]] = field(default_factory=dict)
-    history: deque = field(default_factory=deque)
+    history: deque[tuple[dict[str, Any], int]] = field(default_factory=deque)
+    historyBytes: int = 0
     seq: int = 0
+
+    def record(self, event: dict[str, Any], size: int, maxCount: int, maxBytes: int) -> None:
+        """
+        Keep C{event} (C{size} bytes encoded), dropping the oldest events to
+        stay within C{maxCount} events and C{maxBytes} bytes.
+        """
+        self.history.append((event, size))
+        self.historyBytes += size
+        while self.history and (len(self.history) > maxCount or self.historyBytes > maxBytes):
+            _, dropped = self.history.popleft()
+            self.historyBytes -= dropped
 
 
 def encodeEvent(event: Mapping[str, Any]) -> bytes:
@@ -52,6 +64,8 @@ class RoomHub:
     """
     Rooms of members in this process.
 
+    A room keeps at most C{historySize} recorded events and at most
+    C{historyBytes} of them, so a newcomer's history batch is bounded too.
     A room exists while it has members or history.  Rooms without members
     keep their history only while they are among the C{maxIdleRooms} most
     recently used, so memory does not grow with the number of rooms ever
@@ -63,12 +77,14 @@ class RoomHub:
         clock: IReactorTime,
         prepare: Prepare,
         historySize: int = 50,
+        historyBytes: int = 1024 * 1024,
         maxIdleRooms: int = 1000,
         delivered: Callable[[int, int], None] = lambda size, count: None,
     ) -> None:
         self._clock = clock
         self._prepare = prepare
         self._historySize = historySize
+        self._historyBytes = historyBytes
         self._maxIdleRooms = maxIdleRooms
         self._delivered = delivered
         self._rooms: dict[str, _Room] = {}
@@ -77,7 +93,7 @@ class RoomHub:
     def _room(self, name: str) -> _Room:
         room = self._rooms.get(name)
         if room is None:
-            room = self._rooms[name] = _Room(history=deque(maxlen=self._historySize))
+            room = self._rooms[name] = _Room()
         self._idle.pop(name, None)
         return room
 
@@ -86,7 +102,7 @@ class RoomHub:
     ) -> Deferred[RoomSnapshot]:
         state = self._room(room)
         snapshot = RoomSnapshot(
-            history=list(state.history),
+            history=[event for event, _ in state.history],
             members=list(state.members.values()),
             seq=state.seq,
         )
@@ -129,9 +145,10 @@ class RoomHub:
         if state is None:
             return
         stamped = self.stamp(room, event)
+        payload = encodeEvent(stamped)
         if record and self._historySize:
-            state.history.append(stamped)
-        self._fanOut(state, encodeEvent(stamped), False)
+            state.record(stamped, len(payload), self._historySize, self._historyBytes)
+        self._fanOut(state, payload, False)
 
     def publishBinary(self, room: str, data: bytes) -> None:
         state = self._rooms.get(room)

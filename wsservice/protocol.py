@@ -394,7 +394,13 @@ class ServiceProtocol(WebSocketServerProtocol):
         """
         if self.state != self.STATE_OPEN or self._tooSlow:
             return
-        self.sendMessage(payload, isBinary)
+        # Autobahn applies the incoming size limit to outgoing messages too;
+        # --max-message-size is about what clients may send us.
+        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
+        try:
+            self.sendMessage(payload, isBinary)
+        finally:
+            self.maxMessagePayloadSize = limit
         self.factory.metrics.sent(self._metricLabels, len(payload))
 
     def sendPrepared(self, prepared: Any) -> None:

@@ -84,6 +84,7 @@ def buildSite(
         clock,
         prepareMessage,
         historySize=config.handlers.historySize,
+        historyBytes=config.limits.maxMessageSize,
         delivered=metrics.roomDelivered,
     )
     metrics.watchRooms(rooms.roomCount)

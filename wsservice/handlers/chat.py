@@ -107,6 +107,7 @@ class ChatHandler:
     def __init__(self, connection: IConnection, context: IHandlerContext) -> None:
         self._connection = connection
         self._rooms = context.rooms
+        self._log = context.log
         self._nameLimit = context.settings.maxNameLength
         self._room = roomFromPath(connection.request.path)
         query = connection.request.query.get("name", ())
@@ -128,7 +129,13 @@ class ChatHandler:
                 CLOSE_POLICY_VIOLATION, f"room name longer than {MAX_ROOM_LENGTH}"
             )
             return
-        self._rooms.join(self._room, self._connection, self._me()).addCallback(self._welcome)
+        self._rooms.join(self._room, self._connection, self._me()).addCallback(
+            self._welcome
+        ).addErrback(self._failed)
+
+    def _failed(self, failure: Any) -> None:
+        self._log.failure("chat join failed on {id}", failure, id=self._connection.id)
+        self._connection.close(4000, "internal error")
 
     def _welcome(self, snapshot: Any) -> None:
         if self._gone:
