@@ -1,0 +1,74 @@
+"""
+The service tree in the test's own reactor (pytest-twisted), with Autobahn's
+Twisted client over a real loopback socket.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest_twisted
+from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint
+
+from tests.support import REPO
+from wsservice.config import ServiceConfig
+from wsservice.registry import HandlerRegistry, discoverPlugins
+from wsservice.service import buildService
+
+
+class RecordingClient(WebSocketClientProtocol):
+    """
+    Records messages and fires C{factory.opened} / C{factory.closed}.
+    """
+
+    def onOpen(self) -> None:
+        self.factory.opened.callback(self)
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        self.factory.messages.append(payload)
+        waiting, self.factory.nextMessage = self.factory.nextMessage, Deferred()
+        waiting.callback(payload)
+
+    def onClose(self, wasClean: bool, code: int, reason: str) -> None:
+        self.factory.closed.callback((code, reason))
+
+
+def clientFactory(url: str, protocols: list[str]) -> WebSocketClientFactory:
+    factory = WebSocketClientFactory(url, protocols=protocols)
+    factory.protocol = RecordingClient
+    factory.opened, factory.closed, factory.nextMessage = Deferred(), Deferred(), Deferred()
+    factory.messages = []
+    return factory
+
+
+@pytest_twisted.inlineCallbacks
+def test_stopping_the_service_closes_clients_with_1001():
+    """
+    Stopping the service tree sends open clients 1001 before it stops the
+    listeners, and stopService's Deferred fires once they have closed.
+    """
+    from twisted.internet import reactor
+
+    config = ServiceConfig(listen=("tcp:0:interface=127.0.0.1",), staticDir=Path(REPO, "static"))
+    service = buildService(config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor)
+    service.startService()
+    listener = list(service)[0]
+    bound: Deferred = Deferred()
+    # Pass the port on without consuming the listener's own Deferred, whose
+    # result stopService needs.
+    listener._waitingForPort.addCallback(lambda p: (bound.callback(p), p)[1])
+    port = yield bound
+    url = f"ws://127.0.0.1:{port.getHost().port}/"
+    factory = clientFactory(url, ["echo"])
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(factory)
+    client = yield factory.opened
+    client.sendMessage(b"in process")
+    echoed = yield factory.nextMessage
+    assert echoed == b"in process"
+    stopped = service.stopService()
+    code, reason = yield factory.closed
+    yield stopped
+    assert (code, reason) == (1001, "server shutting down")
+    assert not port.connected
