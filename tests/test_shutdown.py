@@ -18,7 +18,7 @@ def test_draining_answers_503_and_waits_for_closing_handshakes(serviceFactory):
     peer that never completes its closing handshake still gets a 1001 frame,
     and the process exits 0 once the shutdown timeout has passed.
     """
-    service = serviceFactory("--shutdown-timeout", "5")
+    service = serviceFactory("--shutdown-timeout", "2")
     stubborn = RawClient(service.port, "/", "echo")
     with open_(service.url(), "chat") as polite:
         service.proc.send_signal(signal.SIGTERM)
@@ -34,7 +34,7 @@ def test_draining_answers_503_and_waits_for_closing_handshakes(serviceFactory):
         status, body = refusal(service.url(), "echo")
         assert status == 503 and "shutting down" in body
         assert closeCode(polite) == (1001, "server shutting down")
-    service.waitForLog(r"shutdown timeout: dropping 1 connections")
+    service.waitForLog(r"shutdown timeout: dropping 1 connections", timeout=30)
     assert service.stop() == 0
     stubborn.close()
 
