@@ -18,7 +18,7 @@ def test_draining_answers_503_and_waits_for_closing_handshakes(serviceFactory):
     peer that never completes its closing handshake still gets a 1001 frame,
     and the process exits 0 once the shutdown timeout has passed.
     """
-    service = serviceFactory("--shutdown-timeout", "2")
+    service = serviceFactory("--shutdown-timeout", "4")
     stubborn = RawClient(service.port, "/", "echo")
     with open_(service.url(), "chat") as polite:
         service.proc.send_signal(signal.SIGTERM)
