@@ -85,6 +85,7 @@ class Connection {
   stop() {
     this.wanted = false;
     clearTimeout(this.timer);
+    clearInterval(this.ticker);
     this.timer = null;
     if (this.ws) {
       const ws = this.ws;
@@ -161,8 +162,10 @@ class Connection {
     }
     const delay = this.backoff();
     this.attempt += 1;
-    this.showNotice(this.explain(true, delay));
+    this.retryAt = Date.now() + delay;
     this.timer = setTimeout(() => this.connect(), delay);
+    this.showNotice(this.explain(true));
+    this.countdown();
     if (!this.everOpened && this.attempt === 1) this.diagnose();
   }
 
@@ -173,7 +176,7 @@ class Connection {
     return Math.round(ceiling / 2 + Math.random() * ceiling / 2);
   }
 
-  explain(retrying, delay) {
+  explain(retrying) {
     const close = this.lastClose || { code: 1006, reason: "", opened: false };
     let text;
     if (!close.opened && !this.everOpened) {
@@ -182,8 +185,23 @@ class Connection {
       const why = close.reason || CLOSE_REASONS[close.code] || "closed";
       text = `Disconnected: ${why} (code ${close.code}).`;
     }
-    if (retrying) text += ` Reconnecting in ${(delay / 1000).toFixed(1)} s…`;
+    if (retrying) {
+      const left = Math.ceil((this.retryAt - Date.now()) / 1000);
+      text += left > 0 && this.timer ? ` Trying again in ${left} s…` : " Trying again…";
+    }
     return text;
+  }
+
+  /** Keep "Trying again in N s" true while waiting for the next attempt. */
+  countdown() {
+    clearInterval(this.ticker);
+    this.ticker = setInterval(() => {
+      if (!this.wanted || this.open || !this.noticeEl || this.noticeEl.hidden) {
+        clearInterval(this.ticker);
+        return;
+      }
+      this.setNoticeText(this.explain(true));
+    }, 1000);
   }
 
   /**
@@ -208,7 +226,7 @@ class Connection {
       : `Cannot reach the server at ${new URL(this.url()).host}.`;
     if (this.noticeEl && this.wanted && !this.everOpened) {
       this.noticeEl.dataset.kind = this.diagnosisKind;
-      this.setNoticeText(`${this.diagnosis} Retrying…`);
+      this.setNoticeText(this.explain(true));
     }
   }
 
@@ -384,10 +402,12 @@ class ChatView {
 
   opened() {
     this.sendButton.disabled = false;
+    $("view-chat").classList.remove("offline");
   }
 
   dropped() {
     this.sendButton.disabled = true;
+    $("view-chat").classList.add("offline");
     this.addSystem("Connection lost; reconnecting…", null, "local");
   }
 
@@ -679,7 +699,7 @@ class ClockView {
       $("clock-time").dateTime = event.time;
       $("clock-utc").textContent = `${event.time} (UTC)`;
       $("clock-current").textContent = String(event.interval);
-      $("clock-ticks").textContent = String(this.ticks);
+      $("clock-ticks").textContent = `${this.ticks} tick${this.ticks === 1 ? "" : "s"}`;
       const skew = (Date.now() - date.getTime()) / 1000;
       $("clock-skew").textContent = Math.abs(skew) < 0.05
         ? "your clock agrees"

@@ -59,8 +59,8 @@ def test_clock_shows_server_time_and_the_interval_can_be_changed(service, new_pa
     page.fill("#clock-interval", "0.1")
     page.press("#clock-interval", "Enter")
     expect(page.locator("#clock-current")).to_have_text("0.1")
-    ticks = int(page.locator("#clock-ticks").text_content())
-    expect(page.locator("#clock-ticks")).not_to_have_text(str(ticks))
+    ticks = page.locator("#clock-ticks").text_content()
+    expect(page.locator("#clock-ticks")).not_to_have_text(ticks)
     first = page.locator("#clock-utc").text_content()
     expect(page.locator("#clock-utc")).not_to_have_text(first)
 
