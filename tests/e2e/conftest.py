@@ -84,6 +84,28 @@ def new_page(browser, request):
         context.close()
 
 
+@pytest.fixture(scope="session")
+def server():
+    """
+    One service shared by the tests that neither stop it nor need other
+    options; they keep apart by using a room of their own (L{room}).
+    """
+    proc = ServiceProcess("--port", "0", "--interface", "127.0.0.1", *ALLOW_OWN_PAGES,
+                          "--clock-interval", "0.5")
+    proc.start()
+    yield proc
+    proc.stop(signal.SIGKILL)
+
+
+@pytest.fixture
+def room(request) -> str:
+    """
+    A chat room name of this test's own, so tests can share L{server}.
+    """
+    name = request.node.name.lower().removeprefix("test_")
+    return re.sub(r"[^a-z0-9]+", "-", name).strip("-")[:40]
+
+
 @pytest.fixture
 def service():
     """

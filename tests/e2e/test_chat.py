@@ -14,13 +14,12 @@ from tests.e2e.support import XSS, join, pageURL, say
 TIME = re.compile(r"\d{1,2}[:.]\d{2}")
 
 
-def test_two_people_see_each_others_messages_with_names_and_times(service, new_page):
+def test_two_people_see_each_others_messages_with_names_and_times(server, room, new_page):
     """
     Two people in one room see both messages with the sender's name and a time, their own ones marked as theirs.
     """
-    chat = service()
-    alice = join(new_page(pageURL(chat, "?room=kitchen")), "alice")
-    bob = join(new_page(pageURL(chat, "?room=kitchen")), "bob")
+    alice = join(new_page(pageURL(server, "?room=" + room)), "alice")
+    bob = join(new_page(pageURL(server, "?room=" + room)), "bob")
     say(alice, "dinner is ready")
     say(bob, "coming!")
     for page in (alice, bob):
@@ -32,25 +31,24 @@ def test_two_people_see_each_others_messages_with_names_and_times(service, new_p
             expect(time).to_have_text(TIME)
             expect(time).to_have_attribute("datetime", re.compile(r"^\d{4}-\d\d-\d\dT"))
         expect(page.locator("#members .member-name")).to_have_text(["alice", "bob"])
-        expect(page.locator("#room-name")).to_have_text("#kitchen")
+        expect(page.locator("#room-name")).to_have_text("#" + room)
     expect(alice.locator("#log li.msg.mine .text")).to_have_text(["dinner is ready"])
     expect(bob.locator("#log li.msg.mine .text")).to_have_text(["coming!"])
     assert alice.evaluate("wsclient.chat.conn.ws.protocol") == "chat"
     assert alice.errors == [] and bob.errors == []
 
 
-def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(service, new_page):
+def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(server, room, new_page):
     """
     A third person gets the room's history, marked as history, and the member list; a person in another room sees none of it.
     """
-    chat = service()
-    alice = join(new_page(pageURL(chat, "?room=kitchen")), "alice")
-    bob = join(new_page(pageURL(chat, "#kitchen")), "bob")
+    alice = join(new_page(pageURL(server, "?room=" + room)), "alice")
+    bob = join(new_page(pageURL(server, "#" + room)), "bob")
     say(alice, "first")
     say(bob, "second")
     expect(alice.locator("#log li.msg")).to_have_count(2)
 
-    carol = join(new_page(pageURL(chat, "?room=kitchen")), "carol")
+    carol = join(new_page(pageURL(server, "?room=" + room)), "carol")
     expect(carol.locator("#log li.msg.history .text")).to_have_text(["first", "second"])
     expect(carol.locator("#members .member-name")).to_have_text(["alice", "bob", "carol"])
     expect(carol.locator("#member-count")).to_have_text("3")
@@ -60,7 +58,7 @@ def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(service, 
     expect(alice.locator("#log li.msg.history")).to_have_count(0)
     expect(alice.locator("#members .member-name")).to_have_text(["alice", "bob", "carol"])
 
-    dave = join(new_page(pageURL(chat, "?room=garden")), "dave")
+    dave = join(new_page(pageURL(server, f"?room={room}-garden")), "dave")
     expect(dave.locator("#members .member-name")).to_have_text(["dave"])
     say(dave, "anyone?")
     expect(dave.locator("#log li.msg .text")).to_have_text(["anyone?"])
@@ -71,36 +69,34 @@ def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(service, 
     expect(alice.locator("#log li.sys.leave")).to_have_text(re.compile("bob left"))
 
 
-def test_room_is_switched_in_the_page_and_by_history(service, new_page):
+def test_room_is_switched_in_the_page_and_by_history(server, room, new_page):
     """
     Entering another room reconnects there and pushes its URL; going back returns to the first room.
     """
-    chat = service()
-    alice = join(new_page(pageURL(chat, "?room=kitchen")), "alice")
+    alice = join(new_page(pageURL(server, "?room=" + room)), "alice")
     say(alice, "in the kitchen")
     expect(alice.locator("#log li.msg")).to_have_count(1)
-    alice.fill("#room-input", "garden")
+    alice.fill("#room-input", f"{room}-garden")
     alice.press("#room-input", "Enter")
-    expect(alice).to_have_url(re.compile(r"\?room=garden$"))
-    expect(alice.locator("#room-name")).to_have_text("#garden")
+    expect(alice).to_have_url(re.compile(rf"\?room={room}-garden$"))
+    expect(alice.locator("#room-name")).to_have_text(f"#{room}-garden")
     expect(alice.locator("#status")).to_have_attribute("data-state", "connected")
     expect(alice.locator("#log li.msg")).to_have_count(0)
     say(alice, "in the garden")
     expect(alice.locator("#log li.msg .text")).to_have_text(["in the garden"])
     alice.go_back()
-    expect(alice.locator("#room-name")).to_have_text("#kitchen")
-    expect(alice.locator("#room-input")).to_have_value("kitchen")
+    expect(alice.locator("#room-name")).to_have_text("#" + room)
+    expect(alice.locator("#room-input")).to_have_value(room)
     expect(alice.locator("#log li.msg.history .text")).to_have_text(["in the kitchen"])
     expect(alice.locator("#members .member-name")).to_have_text(["alice"])
 
 
-def test_name_is_asked_once_and_a_rename_reaches_the_room(service, new_page):
+def test_name_is_asked_once_and_a_rename_reaches_the_room(server, room, new_page):
     """
     The name is remembered across reloads, and changing it renames the person in everyone's member list.
     """
-    chat = service()
-    alice = join(new_page(pageURL(chat)), "alice")
-    bob = join(new_page(pageURL(chat)), "bob")
+    alice = join(new_page(pageURL(server, "?room=" + room)), "alice")
+    bob = join(new_page(pageURL(server, "?room=" + room)), "bob")
     alice.reload()
     expect(alice.locator("#name-dialog")).to_be_hidden()
     expect(alice.locator("#me-name")).to_have_text("alice")
@@ -115,13 +111,12 @@ def test_name_is_asked_once_and_a_rename_reaches_the_room(service, new_page):
     assert alice.evaluate("localStorage.getItem('wsservice.name')") == "alicia"
 
 
-def test_markup_in_messages_and_names_is_shown_as_text(service, new_page):
+def test_markup_in_messages_and_names_is_shown_as_text(server, room, new_page):
     """
     An HTML payload as a message and as a name is shown as those characters: no element is made and no script runs.
     """
-    chat = service()
-    mallory = join(new_page(pageURL(chat)), XSS)
-    bob = join(new_page(pageURL(chat)), "bob")
+    mallory = join(new_page(pageURL(server, "?room=" + room)), XSS)
+    bob = join(new_page(pageURL(server, "?room=" + room)), "bob")
     say(mallory, XSS)
     for page in (mallory, bob):
         expect(page.locator("#log li.msg .text")).to_have_text([XSS])

@@ -24,18 +24,17 @@ OVERFLOW = """() => {
 }"""
 
 
-def test_phone_width_has_no_horizontal_overflow(service, new_page):
+def test_phone_width_has_no_horizontal_overflow(server, new_page):
     """
     At 375 px wide, with long names and unbroken text, no view is wider than the screen and the composer stays on it.
     """
-    chat = service()
     long = "x" * 200
-    page = new_page(pageURL(chat, "?room=" + "r" * 64), width=375, height=667, is_mobile=True,
+    page = new_page(pageURL(server, "?room=" + "r" * 64), width=375, height=667, is_mobile=True,
                     has_touch=True)
     expect(page.locator("#name-dialog")).to_be_visible()
     assert page.evaluate(OVERFLOW) == []
     join(page, "Maximilian Alexander-Longname")
-    friend = join(new_page(pageURL(chat, "?room=" + "r" * 64)), "y" * 32)
+    friend = join(new_page(pageURL(server, "?room=" + "r" * 64)), "y" * 32)
     say(friend, long)
     say(page, "https://example.com/" + "a/" * 60)
     expect(page.locator("#log li.msg")).to_have_count(2)
@@ -54,13 +53,12 @@ def test_phone_width_has_no_horizontal_overflow(service, new_page):
     assert page.errors == []
 
 
-def test_docs_screenshot(service, new_page):
+def test_docs_screenshot(server, new_page):
     """
     A chat with history, two people talking and the member list renders as in the README screenshot.
     """
-    chat = service()
     look = dict(locale="en-GB", timezone_id="UTC", color_scheme="light")
-    url = pageURL(chat, "?room=kitchen")
+    url = pageURL(server, "?room=kitchen")
     alice = join(new_page(url, **look), "alice")
     bob = join(new_page(url, **look), "bob")
     say(alice, "Anyone up for pizza tonight?")

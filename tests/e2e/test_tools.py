@@ -12,12 +12,11 @@ from playwright.sync_api import expect
 from tests.e2e.support import join, pageURL
 
 
-def test_echo_round_trips_text_and_a_binary_file(service, new_page):
+def test_echo_round_trips_text_and_a_binary_file(server, room, new_page):
     """
     The echo view sends text and a file (as binary) and shows each coming back unchanged with its size.
     """
-    chat = service()
-    page = join(new_page(pageURL(chat)), "alice")
+    page = join(new_page(pageURL(server, "?room=" + room)), "alice")
     page.click("#tab-echo")
     expect(page).to_have_url(re.compile(r"[?&]view=echo"))
     expect(page.locator("#echo-status")).to_have_attribute("data-state", "connected")
@@ -43,12 +42,11 @@ def test_echo_round_trips_text_and_a_binary_file(service, new_page):
     assert page.errors == []
 
 
-def test_clock_shows_server_time_and_the_interval_can_be_changed(service, new_page):
+def test_clock_shows_server_time_and_the_interval_can_be_changed(server, room, new_page):
     """
     The clock view shows ticking server time, applies a new interval, and shows the server's error for a bad one.
     """
-    chat = service("--clock-interval", "0.5")
-    page = join(new_page(pageURL(chat)), "alice")
+    page = join(new_page(pageURL(server, "?room=" + room)), "alice")
     page.click("#tab-clock")
     expect(page.locator("#clock-status")).to_have_attribute("data-state", "connected")
     assert page.evaluate("wsclient.clock.conn.ws.protocol") == "clock"
