@@ -55,6 +55,28 @@ def test_page_reconnects_by_itself_after_the_server_is_killed_and_keeps_the_draf
     assert seriousErrors(alice) == [] and seriousErrors(bob) == []
 
 
+def test_coming_back_after_a_drop_shows_what_was_missed_once(server, room, new_page):
+    """
+    After a dropped connection comes back, messages sent meanwhile appear once, marked as missed, and nothing already shown repeats.
+    """
+    url = pageURL(server, "?room=" + room)
+    alice = join(new_page(url), "alice")
+    bob = join(new_page(url), "bob")
+    say(alice, "one")
+    say(bob, "two")
+    expect(bob.locator("#log li.msg")).to_have_count(2)
+    bob.evaluate("wsclient.chat.conn.ws.close(3000, 'test drop')")
+    expect(bob.locator("#status")).to_have_attribute("data-state", "disconnected")
+    expect(alice.locator("#members .member-name")).to_have_text(["alice"])
+    say(alice, "three")
+    expect(bob.locator("#status")).to_have_attribute("data-state", "connected", timeout=10000)
+    expect(bob.locator("#log li.msg .text")).to_have_text(["one", "two", "three"])
+    expect(bob.locator("#log li.msg.history .text")).to_have_text(["three"])
+    expect(bob.locator("#log li.divider")).to_have_text("missed while away")
+    expect(bob.locator("#log li.msg.mine .text")).to_have_text(["two"])
+    expect(alice.locator("#members .member-name")).to_have_text(["alice", "bob"])
+
+
 def test_graceful_shutdown_is_shown_with_its_reason(service, new_page):
     """
     A SIGTERM shutdown shows the server's close code 1001 and reason, not a bare 1006.
