@@ -318,7 +318,10 @@ class ChatView {
       e.preventDefault();
       this.switchRoom($("room-input").value, true);
     });
-    $("retry").addEventListener("click", () => this.conn.retryNow());
+    $("retry").addEventListener("click", () => {
+      if (this.conn.wanted) this.conn.retryNow();
+      else this.conn.start();     // it gave up after a final close code
+    });
     $("me").addEventListener("click", () => this.askName());
     window.addEventListener("popstate", () => this.switchRoom(roomFromLocation(), false));
     window.addEventListener("online", () => this.conn.retryNow());
@@ -393,6 +396,7 @@ class ChatView {
     if (push) history.pushState({ room }, "", roomUrl(room));
     this.showRoom();
     this.log.replaceChildren();
+    this.wasDropped = false;
     this.members.clear();
     this.renderMembers();
     this.seen.clear();
@@ -403,10 +407,13 @@ class ChatView {
   opened() {
     this.sendButton.disabled = false;
     $("view-chat").classList.remove("offline");
+    if (this.wasDropped) this.addSystem("Reconnected.", null, "local");
+    this.wasDropped = false;
   }
 
   dropped() {
     this.sendButton.disabled = true;
+    this.wasDropped = true;
     $("view-chat").classList.add("offline");
     this.addSystem("Connection lost; reconnecting…", null, "local");
   }
