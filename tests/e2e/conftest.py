@@ -69,7 +69,9 @@ def new_page(browser, request):
         context.set_default_timeout(5000)
         contexts.append(context)
         page = context.new_page()
-        page.errors, page.dialogs = [], []
+        page.errors, page.dialogs, page.requests = [], [], []
+        page.on("request", lambda r: page.requests.append(r.url))
+        page.on("websocket", lambda ws: page.requests.append(ws.url))
         page.on("pageerror", lambda e: page.errors.append(str(e)))
         page.on("console", lambda m: m.type == "error" and page.errors.append(m.text))
         page.on("response", lambda r: r.status >= 400 and page.errors.append(f"HTTP {r.status} {r.url}"))

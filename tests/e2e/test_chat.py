@@ -16,7 +16,7 @@ TIME = re.compile(r"\d{1,2}[:.]\d{2}")
 
 def test_two_people_see_each_others_messages_with_names_and_times(server, room, new_page):
     """
-    Two people in one room see both messages with the sender's name and a time, their own ones marked as theirs.
+    Two people in one room see both messages with the sender's name and a time, their own ones marked as theirs, and the page fetches nothing from another host.
     """
     alice = join(new_page(pageURL(server, "?room=" + room)), "alice")
     bob = join(new_page(pageURL(server, "?room=" + room)), "bob")
@@ -36,6 +36,9 @@ def test_two_people_see_each_others_messages_with_names_and_times(server, room, 
     expect(bob.locator("#log li.msg.mine .text")).to_have_text(["coming!"])
     assert alice.evaluate("wsclient.chat.conn.ws.protocol") == "chat"
     assert alice.errors == [] and bob.errors == []
+    origin = f"127.0.0.1:{server.port}/"
+    assert [u for u in alice.requests if not u.split("://", 1)[-1].startswith(origin)] == []
+    assert f"ws://{origin}{room}?name=alice" in alice.requests
 
 
 def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(server, room, new_page):
