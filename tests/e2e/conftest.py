@@ -28,7 +28,7 @@ ALLOW_OWN_PAGES = ("--allowed-origin", "http://127.0.0.1:*")
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
-        if here in Path(str(item.fspath)).parents:
+        if here in item.path.parents:
             item.add_marker(pytest.mark.browser)
 
 
