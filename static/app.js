@@ -169,7 +169,11 @@ class Connection {
     if (!this.everOpened && this.attempt === 1) this.diagnose();
   }
 
-  /** Full jitter: a random wait up to min(cap, base * 2^attempt). */
+  /**
+   * Exponential backoff with jitter: between half and all of
+   * min(cap, base * 2^attempt), so many pages that lost the same server do
+   * not all come back in the same instant, and none waits near zero.
+   */
   backoff() {
     const base = 500, cap = 15000;
     const ceiling = Math.min(cap, base * 2 ** this.attempt);
