@@ -19,7 +19,8 @@ from tests.support import REPO, ServiceProcess, requireTool
 
 ARTIFACTS = REPO / "artifacts"
 
-#: Workaround for a server bug (see test_same_origin_page_is_allowed): the
+#: Workaround for a server bug (see test_page_served_by_the_service_may_connect_without_allowed_origin
+#: in test_connection.py): the
 #: service compares the page's Origin (with port) to Autobahn's request.host
 #: (without port), so its own pages are refused with 403 on any port but 80.
 ALLOW_OWN_PAGES = ("--allowed-origin", "http://127.0.0.1:*")
