@@ -19,14 +19,6 @@ from tests.support import REPO, ServiceProcess, requireTool
 
 ARTIFACTS = REPO / "artifacts"
 
-#: Workaround for a server bug: the service compares the page's Origin (with
-#: port) to Autobahn's request.host (without port), so it refuses its own pages
-#: with 403 on any port but 80.  The strict xfail
-#: test_page_served_by_the_service_may_connect_without_allowed_origin in
-#: test_connection.py flips when the server is fixed; then remove both.
-ALLOW_OWN_PAGES = ("--allowed-origin", "http://127.0.0.1:*")
-
-
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
@@ -94,8 +86,7 @@ def server():
     One service shared by the tests that neither stop it nor need other
     options; they keep apart by using a room of their own (L{room}).
     """
-    proc = ServiceProcess("--port", "0", "--interface", "127.0.0.1", *ALLOW_OWN_PAGES,
-                          "--clock-interval", "0.5")
+    proc = ServiceProcess("--port", "0", "--interface", "127.0.0.1", "--clock-interval", "0.5")
     proc.start()
     yield proc
     proc.stop(signal.SIGKILL)
@@ -118,9 +109,8 @@ def service():
     """
     started: list[ServiceProcess] = []
 
-    def start(*args: str, port: int = 0, allowOwnPages: bool = True) -> ServiceProcess:
-        extra = ALLOW_OWN_PAGES if allowOwnPages else ()
-        proc = ServiceProcess("--port", str(port), "--interface", "127.0.0.1", *extra, *args)
+    def start(*args: str, port: int = 0) -> ServiceProcess:
+        proc = ServiceProcess("--port", str(port), "--interface", "127.0.0.1", *args)
         started.append(proc)
         return proc.start()
 

@@ -143,15 +143,11 @@ def test_refused_handshake_is_reported_as_a_refusal(service, new_page):
     assert seriousErrors(alice) == []
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "server bug: wsservice.protocol.originAllowed compares Origin 127.0.0.1:PORT "
-    "with Autobahn's request.host, which has no port, so the service refuses its "
-    "own pages with 403; once fixed, drop ALLOW_OWN_PAGES in conftest.py"))
 def test_page_served_by_the_service_may_connect_without_allowed_origin(service, new_page):
     """
     The service accepts WebSockets from the pages it serves itself, with no --allowed-origin.
     """
-    chat = service(allowOwnPages=False)
+    chat = service()
     page = new_page(pageURL(chat))
     page.fill("#name-input", "alice")
     page.press("#name-input", "Enter")
