@@ -177,3 +177,27 @@ def test_metrics_and_health(serviceFactory):
                  'wsservice_connections_open{subprotocol="echo"} 0.0'):
         assert line in text, line
     assert "wsservice_rooms 0.0" in text
+
+
+def test_open_file_limit_is_raised_for_max_connections():
+    """
+    Start-up raises the soft open-file limit so --max-connections sockets fit,
+    within the hard limit.
+    """
+    import resource
+    import subprocess
+    import sys
+
+    code = (
+        "import resource\n"
+        "from wsservice.fdlimit import raiseOpenFileLimit\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))\n"
+        "print(raiseOpenFileLimit(1000), resource.getrlimit(resource.RLIMIT_NOFILE)[0])\n"
+    )
+    from tests.support import REPO
+
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=str(REPO))
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    expected = min(1064, hard) if hard != resource.RLIM_INFINITY else 1064
+    assert result.stdout.split() == [str(expected), str(expected)], result.stderr

@@ -192,9 +192,12 @@ def makeService(options: Options) -> IService:
     """
     from twisted.internet import reactor
 
+    from wsservice.fdlimit import raiseOpenFileLimit
     from wsservice.service import buildService
     from wsservice.shutdown import exitCleanlyOnSignals
 
-    service = buildService(options.toConfig(), options._registry(), reactor)
+    config = options.toConfig()
+    raiseOpenFileLimit(config.limits.maxConnections)
+    service = buildService(config, options._registry(), reactor)
     exitCleanlyOnSignals(reactor)
     return service
