@@ -35,7 +35,7 @@ def test_draining_answers_503_and_waits_for_closing_handshakes(serviceFactory):
         assert status == 503 and "shutting down" in body
         assert closeCode(polite) == (1001, "server shutting down")
     service.waitForLog(r"shutdown timeout: dropping 1 connections", timeout=30)
-    assert service.stop() == 0
+    assert service.proc.wait(timeout=30) == 0
     stubborn.close()
 
 
