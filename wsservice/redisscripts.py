@@ -1,0 +1,185 @@
+"""
+What L{wsservice.redishub.RedisRoomHub} keeps in Redis, and the Lua scripts
+that change it.  Each script runs atomically in Redis, so every node sees
+one order per room.
+
+Keys, for a key prefix C{P} (default C{wss:}) and room C{R}::
+
+    P{R}:seq        integer: the room's last sequence number
+    P{R}:history    list: the last N recorded events, oldest first, as the
+                    exact JSON text members received
+    P{R}:members    hash: member field -> presence JSON; a field is
+                    "<node id>/<n>", so a member belongs to one node
+    Pdb<D>:{R}:events  pub/sub channel of the room in database D (channels
+                    are not per database in Redis)
+    Pnode:<node id> a liveness key with a TTL, refreshed by its node's
+                    heartbeat; a member whose node key has expired is
+                    swept from the members hash
+
+Messages on a room's channel are one header line and a body::
+
+    e <seq> <recorded 0|1> <origin node> <replayed 0|1>\\n<event JSON>
+    b <origin node>\\n<base64 of a binary message>
+    p <member field>\\n<presence JSON, or empty when the member left>
+
+Sequence numbers: L{PUBLISH} increments the room's C{seq} key, splices the
+number into the event's JSON (so the history entry and the live frame are
+the same bytes), appends it to the history list and trims it, and publishes
+it, in one script.  Redis runs scripts one at a time, so the seq order is the
+delivery order on every node.  The caller passes a floor (the highest seq its
+members have seen): after Redis lost its data the counter restarts above it,
+so clients never see a seq go backwards.
+"""
+
+from __future__ import annotations
+
+#: KEYS: seq, history, channel.  ARGV: event JSON without seq (ends with
+#: "}"), recorded 0|1, history size, seq floor, origin node, replayed 0|1.
+#: Returns the event's seq.
+PUBLISH = """
+local seq = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[4])
+if seq <= floor then
+  seq = floor + 1
+  redis.call('SET', KEYS[1], seq)
+end
+local body = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
+local size = tonumber(ARGV[3])
+if ARGV[2] == '1' and size > 0 then
+  redis.call('RPUSH', KEYS[2], body)
+  redis.call('LTRIM', KEYS[2], -size, -1)
+end
+redis.call('PUBLISH', KEYS[3], 'e ' .. string.format('%d', seq) .. ' ' .. ARGV[2] .. ' '
+  .. ARGV[5] .. ' ' .. ARGV[6] .. '\\n' .. body)
+return seq
+"""
+
+#: KEYS: members, seq, history, channel.  ARGV: the joiner's field, its
+#: presence JSON, node key prefix.  Sweeps members of dead nodes, takes the
+#: snapshot, then adds the joiner.  Returns {seq, history, members (flat
+#: field, JSON, ...), swept fields (flat field, JSON, ...)}.
+JOIN = """
+local swept = {}
+local members = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local node = string.match(flat[i], '^([^/]+)/')
+  if node and redis.call('EXISTS', ARGV[3] .. node) == 0 then
+    redis.call('HDEL', KEYS[1], flat[i])
+    redis.call('PUBLISH', KEYS[4], 'p ' .. flat[i] .. '\\n')
+    table.insert(swept, flat[i]); table.insert(swept, flat[i + 1])
+  else
+    table.insert(members, flat[i]); table.insert(members, flat[i + 1])
+  end
+end
+local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
+local history = redis.call('LRANGE', KEYS[3], 0, -1)
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('PUBLISH', KEYS[4], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
+return {seq, history, members, swept}
+"""
+
+#: KEYS: members, channel.  ARGV: field, presence JSON (empty removes).
+PRESENCE = """
+if ARGV[2] == '' then
+  if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end
+else
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+redis.call('PUBLISH', KEYS[2], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
+return 1
+"""
+
+#: KEYS: members, seq, channel.  ARGV: this node's id, seq floor, then
+#: field, JSON pairs of this node's members.  Replaces this node's entries
+#: (after an outage they may be stale or, after a Redis restart, gone),
+#: raises the seq counter to the floor, returns the other nodes' members
+#: (flat field, JSON, ...).
+RESYNC = """
+local mine = ARGV[1] .. '/'
+local wanted = {}
+for i = 3, #ARGV, 2 do wanted[ARGV[i]] = ARGV[i + 1] end
+local others = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  if string.sub(flat[i], 1, #mine) == mine then
+    if not wanted[flat[i]] then
+      redis.call('HDEL', KEYS[1], flat[i])
+      redis.call('PUBLISH', KEYS[3], 'p ' .. flat[i] .. '\\n')
+    end
+  else
+    table.insert(others, flat[i]); table.insert(others, flat[i + 1])
+  end
+end
+for field, info in pairs(wanted) do
+  redis.call('HSET', KEYS[1], field, info)
+  redis.call('PUBLISH', KEYS[3], 'p ' .. field .. '\\n' .. info)
+end
+local floor = tonumber(ARGV[2])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < floor then
+  redis.call('SET', KEYS[2], floor)
+end
+return others
+"""
+
+#: KEYS: members, channel.  ARGV: node key prefix.  Removes members whose
+#: node's liveness key has expired; returns them (flat field, JSON, ...).
+SWEEP = """
+local swept = {}
+local flat = redis.call('HGETALL', KEYS[1])
+for i = 1, #flat, 2 do
+  local node = string.match(flat[i], '^([^/]+)/')
+  if node and redis.call('EXISTS', ARGV[1] .. node) == 0 then
+    redis.call('HDEL', KEYS[1], flat[i])
+    redis.call('PUBLISH', KEYS[2], 'p ' .. flat[i] .. '\\n')
+    table.insert(swept, flat[i]); table.insert(swept, flat[i + 1])
+  end
+end
+return swept
+"""
+
+#: KEYS: this node's liveness key.  ARGV: TTL in milliseconds.  Returns 1
+#: if the key still existed (the node's members are still registered),
+#: 0 if it had expired or Redis lost it (the node must register again).
+HEARTBEAT = """
+local alive = redis.call('EXISTS', KEYS[1])
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return alive
+"""
+
+
+class Keys:
+    """
+    The Redis key names of one deployment (a prefix, so several can share a
+    database).
+    """
+
+    def __init__(self, prefix: str = "wss:", db: int = 0) -> None:
+        self.prefix = prefix
+        self.nodePrefix = f"{prefix}node:"
+        # Pub/sub channels are shared by all databases of a Redis server.
+        self._channelHead = f"{prefix}db{db}:{{"
+
+    def seq(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:seq"
+
+    def history(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:history"
+
+    def members(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:members"
+
+    def channel(self, room: str) -> str:
+        return f"{self._channelHead}{room}}}:events"
+
+    def node(self, node: str) -> str:
+        return f"{self.nodePrefix}{node}"
+
+    def roomOf(self, channel: str) -> str | None:
+        """
+        The room a channel name belongs to, or C{None} if it is not ours.
+        """
+        head, tail = self._channelHead, "}:events"
+        if channel.startswith(head) and channel.endswith(tail):
+            return channel[len(head):-len(tail)]
+        return None
