@@ -5,10 +5,10 @@ tree and one listener per endpoint, in a L{MultiService}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application import strports
-from twisted.application.service import MultiService, Service
+from twisted.application.service import IService, MultiService, Service
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -79,6 +79,44 @@ class DrainFirst(MultiService):
         return super().stopService()
 
 
+# -- scaling out (--broker, --workers): wsservice/redishub.py, workers.py ----
+
+
+def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> Any:
+    """
+    The room hub: in this process, or across processes through the
+    C{--broker} (then it is also a service that owns its connections, and
+    L{buildService} starts it; its C{brokerState()} says whether Redis is
+    reachable).
+    """
+    if config.brokerURL is None:
+        return RoomHub(clock, prepareMessage, historySize=config.handlers.historySize,
+                       delivered=metrics.roomDelivered)
+    from twisted.internet.endpoints import HostnameEndpoint
+
+    from wsservice.redishub import BrokerAddress, RedisRoomHub
+
+    return RedisRoomHub(
+        clock,
+        prepareMessage,
+        lambda address: HostnameEndpoint(clock, address.host, address.port, timeout=5),
+        BrokerAddress.fromURL(config.brokerURL),
+        historySize=config.handlers.historySize,
+        delivered=metrics.roomDelivered,
+        drainTimeout=config.limits.shutdownTimeout + 1,
+    )
+
+
+def listenersFor(config: ServiceConfig, site: Site, reactor: Any) -> list[IService]:
+    """
+    One listening service per C{--listen} endpoint.
+    """
+    return [strports.service(d, site, reactor=reactor) for d in config.listen]
+
+
+# ----------------------------------------------------------------------------
+
+
 def buildSite(
     config: ServiceConfig, registry: HandlerRegistry, clock: Any
 ) -> tuple[Site, ServiceFactory]:
@@ -87,12 +125,7 @@ def buildSite(
     factory behind it.
     """
     metrics = ServiceMetrics()
-    rooms = RoomHub(
-        clock,
-        prepareMessage,
-        historySize=config.handlers.historySize,
-        delivered=metrics.roomDelivered,
-    )
+    rooms = buildRooms(config, clock, metrics)
     metrics.watchRooms(rooms.roomCount)
     settings = ProtocolSettings(
         limits=config.limits,
@@ -114,16 +147,27 @@ def buildSite(
     return site, factory
 
 
-def buildService(config: ServiceConfig, registry: HandlerRegistry, reactor: Any) -> MultiService:
+def buildService(
+    config: ServiceConfig,
+    registry: HandlerRegistry,
+    reactor: Any,
+    listeners: Callable[[ServiceConfig, Site, Any], list[IService]] = listenersFor,
+) -> MultiService:
     """
     Build the whole service from C{config}.
 
     @param reactor: provides L{IReactorTime} and what C{strports} needs; it
         is passed down, never imported.
+    @param listeners: makes the listening services (a worker process
+        adopts its parent's sockets instead).
     """
     site, factory = buildSite(config, registry, reactor)
     top = DrainFirst(factory)
+    if IService.providedBy(factory.rooms):
+        # First child: started before the listeners; on stop it waits for
+        # the connections to leave their rooms before it leaves Redis.
+        factory.rooms.setServiceParent(top)
     GracefulShutdown(factory, factory.metrics, config.limits.shutdownTimeout, reactor).setServiceParent(top)
-    for description in config.listen:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    for listener in listeners(config, site, reactor):
+        listener.setServiceParent(top)
     return top
