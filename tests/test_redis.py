@@ -1,0 +1,210 @@
+"""
+End-to-end tests of rooms across service processes through a real
+C{redis-server}: two C{twistd wsservice --broker} nodes with chat clients on
+each, and Redis killed and restarted under them.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+
+from tests.redisserver import redisServer  # noqa: F401  (a fixture)
+from tests.wsclient import open_, recvJSON, recvUntil
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def chat(node, room: str, name: str):
+    """
+    Open a chat connection to C{room} on C{node} and read its welcome.
+    """
+    ws = open_(node.url(f"/{room}?name={name}"), "chat")
+    welcome = recvJSON(ws)
+    assert welcome["type"] == "welcome", welcome
+    ws.welcome = welcome  # type: ignore[attr-defined]
+    return ws
+
+
+def say(ws, message: str) -> None:
+    ws.send(json.dumps({"message": message}))
+
+
+def messages(ws, count: int) -> list[dict]:
+    """
+    The next C{count} chat messages C{ws} receives, skipping other events.
+    """
+    return [recvUntil(ws, "message") for _ in range(count)]
+
+
+@pytest.fixture
+def nodes(redisServer, serviceFactory):
+    """
+    Two service processes sharing one Redis.
+    """
+    args = ("--broker", redisServer.url + "?heartbeat=0.5", "--history", "5")
+    a = serviceFactory(*args)
+    b = serviceFactory(*args)
+    for node in (a, b):
+        node.waitForLog(r"connected to Redis at")
+    return a, b
+
+
+def test_messages_reach_every_member_on_every_node_once_in_one_order(nodes):
+    """
+    Messages said on both nodes reach every member on both nodes exactly
+    once, all in the same seq order.
+    """
+    a, b = nodes
+    alice, bob = chat(a, "kitchen", "alice"), chat(b, "kitchen", "bob")
+    carol = chat(a, "kitchen", "carol")
+    recvUntil(alice, "join")  # alice's own
+    for i in range(10):
+        say(alice if i % 2 else bob, f"m{i}")
+    seen = [messages(ws, 10) for ws in (alice, bob, carol)]
+    orders = [[(m["seq"], m["message"]) for m in got] for got in seen]
+    assert orders[0] == orders[1] == orders[2]
+    assert sorted(m for _, m in orders[0]) == sorted(f"m{i}" for i in range(10))
+    seqs = [s for s, _ in orders[0]]
+    assert seqs == sorted(seqs) and len(set(seqs)) == 10
+    for ws in (alice, bob, carol):
+        with pytest.raises(TimeoutError):
+            while True:  # anything left must not be a repeated message
+                assert recvJSON(ws, timeout=0.3)["type"] != "message"
+        ws.close()
+
+
+def test_history_and_presence_are_the_same_on_every_node(nodes):
+    """
+    A newcomer on either node gets the same capped history and sees the
+    members of both nodes in its welcome.
+    """
+    a, b = nodes
+    alice = chat(a, "hall", "alice")
+    for i in range(7):
+        say(alice, f"h{i}")
+    messages(alice, 7)
+    bob = chat(b, "hall", "bob")
+    history = recvUntil(bob, "history")["messages"]
+    assert [m["message"] for m in history] == ["h2", "h3", "h4", "h5", "h6"]
+    assert {m["name"] for m in bob.welcome["members"]} == {"alice", "bob"}
+    carol = chat(a, "hall", "carol")
+    assert recvUntil(carol, "history")["messages"] == history
+    assert {m["name"] for m in carol.welcome["members"]} == {"alice", "bob", "carol"}
+    joined = recvUntil(alice, "join")
+    while joined["user"]["name"] != "carol":
+        joined = recvUntil(alice, "join")
+    assert joined["count"] == 3
+    bob.close()
+    left = recvUntil(alice, "leave")
+    assert left["user"]["name"] == "bob" and left["count"] == 2
+    alice.close()
+    carol.close()
+
+
+def test_a_joiner_sees_no_gap_and_no_repeat_between_history_and_live(nodes):
+    """
+    While one node publishes continuously, a joiner on the other node gets
+    history then live events with consecutive seqs: nothing lost, nothing
+    twice.
+    """
+    a, b = nodes
+    talker = chat(a, "busy", "talker")
+    recvUntil(talker, "join")
+    for i in range(30):
+        say(talker, f"t{i}")
+    listener = chat(b, "busy", "listener")
+    for i in range(30, 60):
+        say(talker, f"t{i}")
+    messages(talker, 60)
+    history = recvUntil(listener, "history")["messages"]
+    got = [m["seq"] for m in history]
+    last = listener.welcome["seq"]
+    assert not got or got[-1] <= last
+    live = []
+    while not live or live[-1]["message"] != "t59":
+        event = recvJSON(listener)
+        if event["type"] in ("message", "join"):
+            live.append(event)
+    seqs = [e["seq"] for e in live]
+    assert seqs == list(range(last + 1, last + 1 + len(seqs))), seqs
+    talker.close()
+    listener.close()
+
+
+def test_a_crashed_nodes_members_are_swept(nodes):
+    """
+    When a node is killed, its members leave the room on the other node
+    within the documented bound (a leave event, and gone from snapshots).
+    """
+    a, b = nodes
+    alice = chat(a, "crash", "alice")
+    chat(b, "crash", "bob")
+    joined = recvUntil(alice, "join")
+    while joined["user"]["name"] != "bob":
+        joined = recvUntil(alice, "join")
+    b.stop(signal.SIGKILL)
+    # heartbeat 0.5 s: TTL 1.5 s plus one sweep interval.
+    left = recvUntil(alice, "leave", timeout=5)
+    assert left["user"]["name"] == "bob" and left["reason"] == "node lost"
+    carol = chat(a, "crash", "carol")
+    assert {m["name"] for m in carol.welcome["members"]} == {"alice", "carol"}
+    alice.close()
+    carol.close()
+
+
+def test_redis_restarted_mid_chat_delivery_resumes(nodes, redisServer):
+    """
+    After Redis is killed and restarted, cross-node delivery resumes by
+    itself, messages said during the outage reach the other node, and the
+    log has no tracebacks.
+    """
+    a, b = nodes
+    alice, bob = chat(a, "resume", "alice"), chat(b, "resume", "bob")
+    say(alice, "before")
+    assert messages(bob, 1)[0]["message"] == "before"
+    redisServer.kill()
+    a.waitForLog(r"lost Redis at")
+    b.waitForLog(r"lost Redis at")
+    say(alice, "during")
+    assert messages(alice, 2)[-1]["message"] == "during"  # local delivery goes on
+    redisServer.start()
+    a.waitForLog(r"connected to Redis at .* 1 queued publishes replayed", timeout=15)
+    b.waitForLog(r"connected to Redis at .* 0 queued publishes replayed", timeout=15)
+    assert messages(bob, 1)[0]["message"] == "during"
+    say(bob, "after")
+    assert messages(alice, 1)[0]["message"] == "after"
+    assert messages(bob, 1)[0]["message"] == "after"
+    for node in (a, b):
+        assert "Traceback" not in node.log()
+        assert sum("lost Redis" in line for line in node.lines) == 1
+    alice.close()
+    bob.close()
+
+
+def test_unreachable_redis_at_start_is_logged_once_and_rooms_work_locally(
+        redisServer, serviceFactory):
+    """
+    A service whose Redis is down at start still serves rooms on its own,
+    logs the outage once, and joins the others when Redis comes up.
+    """
+    redisServer.kill()
+    args = ("--broker", redisServer.url + "?heartbeat=0.5")
+    a = serviceFactory(*args)
+    a.waitForLog(r"Redis at .* is unreachable")
+    alice, ann = chat(a, "solo", "alice"), chat(a, "solo", "ann")
+    say(alice, "local")
+    assert messages(ann, 1)[0]["message"] == "local"
+    redisServer.start()
+    a.waitForLog(r"connected to Redis at", timeout=15)
+    b = serviceFactory(*args)
+    b.waitForLog(r"connected to Redis at")
+    bob = chat(b, "solo", "bob")
+    assert {m["name"] for m in bob.welcome["members"]} >= {"alice", "ann", "bob"}
+    say(bob, "hello across")
+    assert messages(alice, 1)[0]["message"] == "hello across"
+    assert sum("unreachable" in line for line in a.lines) == 1
+    for ws in (alice, ann, bob):
+        ws.close()
