@@ -107,6 +107,10 @@ class _Room:
     remote: dict[str, dict[str, Any]] = field(default_factory=dict)
     history: deque = field(default_factory=deque)
     lastSeq: int = 0
+    redisSeq: int = 0
+    floor: int = 0
+    floors: dict[IRoomMember, int] = field(default_factory=dict)
+    catchup: list[tuple[bytes, bool, int | None]] | None = None
     subscribed: bool = False
     waiting: list[Deferred[None]] = field(default_factory=list)
 
@@ -308,7 +312,7 @@ class RedisRoomHub(Service):
         commands = self._cmd()
         self._eval(commands, scripts.HEARTBEAT, [self._keys.node(self.node)], [self._ttlMillis()])
         for room in list(self._rooms):
-            self._register(commands, room, self._rooms[room])
+            self._register(commands, room, self._rooms[room], catchUp=True)
         queued = len(self._queue)
         while self._queue:
             kind, room, payload, record = self._queue.popleft()
@@ -326,19 +330,55 @@ class RedisRoomHub(Service):
         self.droppedWhileDown = 0
         self._everConnected = True
 
-    def _register(self, commands: Any, room: str, state: _Room) -> None:
+    def _register(self, commands: Any, room: str, state: _Room, catchUp: bool) -> None:
+        """
+        Put this node's members of C{room} back into Redis; with C{catchUp},
+        also deliver the recorded events this node missed while it was cut
+        off (live events wait meanwhile, so the order holds).
+        """
         args: list[Any] = [self.node, state.lastSeq]
         for member, info in state.infos.items():
             args += [state.fields[member], _dumps(info)]
+        since = state.redisSeq
+        if catchUp and state.catchup is None:
+            state.catchup = []
         d = self._eval(commands, scripts.RESYNC,
-                       [self._keys.members(room), self._keys.seq(room), self._keys.channel(room)],
+                       [self._keys.members(room), self._keys.seq(room), self._keys.channel(room),
+                        self._keys.history(room)],
                        args)
 
-        def others(flat: list[str]) -> None:
-            if self._rooms.get(room) is state:
-                state.remote = _pairs(flat)
+        def registered(reply: list[Any]) -> None:
+            if self._rooms.get(room) is not state:
+                return
+            state.remote = _pairs(reply[0])
+            if catchUp:
+                missed = []
+                for body in reply[1]:
+                    seq = int(json.loads(body).get("seq", 0))
+                    if seq > since:
+                        missed.append((body.encode("utf-8"), False, seq))
+                self._endCatchUp(state, missed)
 
-        d.addCallback(others).addErrback(self._commandFailed)
+        def failed(failure: Any) -> None:
+            if catchUp:
+                self._endCatchUp(state, [])
+            self._commandFailed(failure)
+
+        d.addCallbacks(registered, failed)
+
+    def _endCatchUp(self, state: _Room, missed: list[tuple[bytes, bool, int | None]]) -> None:
+        buffered, state.catchup = state.catchup or [], None
+        top = 0
+        for payload, isBinary, seq in missed:
+            self._fanOut(state, payload, isBinary, seq)
+            top = max(top, seq or 0)
+            self._remember(state, seq or 0, payload.decode("utf-8"))
+        state.lastSeq = max(state.lastSeq, top)
+        state.redisSeq = max(state.redisSeq, top)
+        state.floor = max(state.floor, top)
+        for payload, isBinary, seq in buffered:
+            if seq is None or seq > top:
+                self._fanOut(state, payload, isBinary, seq)
 
     def _ttlMillis(self) -> int:
         return int(self.address.heartbeat * 3 * 1000)
@@ -356,7 +396,7 @@ class RedisRoomHub(Service):
                 # and were swept): register every member again.
                 self._log.info("re-registering this node's members in Redis")
                 for room in list(self._rooms):
-                    self._register(commands, room, self._rooms[room])
+                    self._register(commands, room, self._rooms[room], catchUp=False)
 
         d.addCallback(checked).addErrback(self._commandFailed)
         for room in list(self._rooms):
@@ -454,6 +494,7 @@ class RedisRoomHub(Service):
         if words[0] == "e":
             seq, recorded, origin, replayed = int(words[1]), words[2] == "1", words[3], words[4] == "1"
             state.lastSeq = max(state.lastSeq, seq)
+            state.redisSeq = max(state.redisSeq, seq)
             if recorded:
                 self._remember(state, seq, body)
             if replayed and origin == self.node:
@@ -480,9 +521,21 @@ class RedisRoomHub(Service):
                 state.history.popleft()
 
     def _fanOut(self, state: _Room, payload: bytes, isBinary: bool, seq: int | None) -> None:
+        if state.catchup is not None:
+            state.catchup.append((payload, isBinary, seq))
+            return
+        if seq is not None and seq <= state.floor:
+            return  # already delivered by a catch-up from the history
         prepared = self._prepare(payload, isBinary)
         members = list(state.active)
+        floors = state.floors
         for member in members:
+            if floors and member in floors and seq is not None:
+                # Pub/sub and replies travel on two sockets: an event older
+                # than this member's snapshot may still be on its way.
+                if seq <= floors[member]:
+                    continue
+                del floors[member]
             member.deliver(prepared)
         for buffer in state.pending.values():
             buffer.append((seq, prepared))
@@ -528,6 +581,7 @@ class RedisRoomHub(Service):
             state.history = deque((0, b) for b in history)
             state.history.extend(newer)
             state.lastSeq = max(state.lastSeq, seq)
+            state.redisSeq = max(state.redisSeq, seq)
             snap = RoomSnapshot(
                 history=[json.loads(b) for b in history],
                 members=[v for k, v in members.items() if k != f],
@@ -560,6 +614,7 @@ class RedisRoomHub(Service):
             result.callback(snap)
             return
         state.active[member] = state.infos[member]
+        state.floors[member] = snap.seq
         result.callback(snap)
         for seq, prepared in buffered:
             if member not in state.active:
@@ -587,6 +642,7 @@ class RedisRoomHub(Service):
         del state.infos[member]
         state.active.pop(member, None)
         state.pending.pop(member, None)
+        state.floors.pop(member, None)
         f = state.fields.pop(member)
         commands = self._cmd()
         if self._state == CONNECTED and commands is not None:

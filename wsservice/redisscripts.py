@@ -90,11 +90,11 @@ redis.call('PUBLISH', KEYS[2], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
 return 1
 """
 
-#: KEYS: members, seq, channel.  ARGV: this node's id, seq floor, then
-#: field, JSON pairs of this node's members.  Replaces this node's entries
-#: (after an outage they may be stale or, after a Redis restart, gone),
-#: raises the seq counter to the floor, returns the other nodes' members
-#: (flat field, JSON, ...).
+#: KEYS: members, seq, channel, history.  ARGV: this node's id, seq floor,
+#: then field, JSON pairs of this node's members.  Replaces this node's
+#: entries (after an outage they may be stale or, after a Redis restart,
+#: gone), raises the seq counter to the floor, returns {the other nodes'
+#: members (flat field, JSON, ...), the history} so the node can catch up.
 RESYNC = """
 local mine = ARGV[1] .. '/'
 local wanted = {}
@@ -119,7 +119,7 @@ local floor = tonumber(ARGV[2])
 if tonumber(redis.call('GET', KEYS[2]) or '0') < floor then
   redis.call('SET', KEYS[2], floor)
 end
-return others
+return {others, redis.call('LRANGE', KEYS[4], 0, -1)}
 """
 
 #: KEYS: members, channel.  ARGV: node key prefix.  Removes members whose
