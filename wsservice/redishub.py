@@ -234,8 +234,8 @@ class RedisRoomHub(Service):
 
     def stopService(self) -> Deferred[None]:
         super().stopService()
-        if self._heartbeat is not None and self._heartbeat.running:
-            self._heartbeat.stop()
+        # The heartbeat goes on while members leave, so other nodes do not
+        # sweep them as lost in the meantime.
         d: Deferred[None] = Deferred()
         timer = self._clock.callLater(self._drainTimeout, lambda: d.called or d.callback(None))
         if not self._rooms:
@@ -248,16 +248,33 @@ class RedisRoomHub(Service):
         return d
 
     def _goodbye(self) -> Deferred[Any]:
+        """
+        Leave Redis: remove this node's members (if any are still here) and
+        its liveness key, wait for Redis to confirm (at most the reply
+        timeout), then close both connections.
+        """
+        if self._heartbeat is not None and self._heartbeat.running:
+            self._heartbeat.stop()
         commands = self._cmd()
+        self._state = DISCONNECTED
+        sent: list[Deferred[Any]] = []
         if commands is not None:
             for room, state in self._rooms.items():
                 for f in state.fields.values():
-                    self._eval(commands, scripts.PRESENCE,
-                               [self._keys.members(room), self._keys.channel(room)], [f, ""])
-            commands.execute_command("DEL", self._keys.node(self.node)).addErrback(lambda f: None)
-        self._state = DISCONNECTED
-        links = [link.stop() for link in (self._commands, self._subscriber) if link is not None]
-        return DeferredList(links, consumeErrors=True)
+                    sent.append(self._eval(commands, scripts.PRESENCE,
+                                           [self._keys.members(room), self._keys.channel(room)],
+                                           [f, ""]))
+            try:
+                sent.append(commands.execute_command("DEL", self._keys.node(self.node)))
+            except Exception:
+                pass
+
+        def close(_: Any) -> Deferred[Any]:
+            links = [link.stop() for link in (self._commands, self._subscriber)
+                     if link is not None]
+            return DeferredList(links, consumeErrors=True)
+
+        return DeferredList(sent, consumeErrors=True).addCallback(close)
 
     # -- connection state ---------------------------------------------------
 
@@ -293,9 +310,9 @@ class RedisRoomHub(Service):
         if self._state == CONNECTED:
             return
         self._syncing = True
-        self._resync(self._generation)
+        self._resync(self._generation, 0)
 
-    def _resync(self, generation: int) -> None:
+    def _resync(self, generation: int, rounds: int) -> None:
         """
         Subscribe to every local room, then (in one reactor turn, so nothing
         interleaves) re-register this node and its members, replay the
@@ -304,13 +321,23 @@ class RedisRoomHub(Service):
         if generation != self._generation:
             return
         unsubscribed = [room for room, state in self._rooms.items() if not state.subscribed]
+        if unsubscribed and rounds >= 10:
+            # Rooms keep appearing or SUBSCRIBE keeps failing: start over
+            # on a new connection, after the link's backoff.
+            self._log.warn("could not subscribe to {count} rooms; reconnecting",
+                           count=len(unsubscribed))
+            subscriber = self._sub()
+            if subscriber is not None and subscriber.transport is not None:
+                subscriber.transport.abortConnection()
+            return
         if unsubscribed:
             waits = [self._subscribe(room, self._rooms[room]) for room in unsubscribed]
             DeferredList(waits, consumeErrors=True).addCallback(
-                lambda _: self._resync(generation))
+                lambda _: self._resync(generation, rounds + 1))
             return
         commands = self._cmd()
-        self._eval(commands, scripts.HEARTBEAT, [self._keys.node(self.node)], [self._ttlMillis()])
+        self._eval(commands, scripts.HEARTBEAT, [self._keys.node(self.node)],
+                   [self._ttlMillis()]).addErrback(self._commandFailed)
         for room in list(self._rooms):
             self._register(commands, room, self._rooms[room], catchUp=True)
         queued = len(self._queue)
@@ -657,11 +684,16 @@ class RedisRoomHub(Service):
             self._vacated[room] = list(state.remote.values())
             while len(self._vacated) > self._maxVacated:
                 self._vacated.popitem(last=False)
-            if not self._rooms:
-                idle, self._idle = self._idle, []
-                for d in idle:
-                    if not d.called:
-                        d.callback(None)
+            if not self._rooms and self._idle:
+                # Next turn: the leaver still publishes its leave event.
+                self._clock.callLater(0, self._becameIdle)
+
+    def _becameIdle(self) -> None:
+        if not self._rooms:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                if not d.called:
+                    d.callback(None)
 
     def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
         # Unlike the in-process hub, a room without local members still

@@ -120,14 +120,32 @@ class WorkerSpec:
 
 class _Worker(ProcessProtocol):
     """
-    The parent's side of one worker process.
+    The parent's side of one worker process.  The worker's output is logged
+    line by line through the parent, so it goes wherever the parent's log
+    goes (a file, or nowhere-but-syslog when daemonised).
     """
+
+    _log = Logger()
 
     def __init__(self, supervisor: "WorkerSupervisor", index: int) -> None:
         self.supervisor = supervisor
         self.index = index
         self.started = 0.0
         self.ended: Deferred[None] = Deferred()
+        self._partial = b""
+        self.pid = 0
+
+    def outReceived(self, data: bytes) -> None:
+        lines = (self._partial + data).split(b"\n")
+        self._partial = lines.pop()
+        if len(self._partial) > 65536:  # a runaway line is cut, not hoarded
+            lines.append(self._partial)
+            self._partial = b""
+        for line in lines:
+            self._log.info("[worker {index} pid {pid}] {line}", index=self.index,
+                           pid=self.pid, line=line.decode("utf-8", "replace"))
+
+    errReceived = outReceived
 
     def processEnded(self, reason: Any) -> None:
         self.supervisor._ended(self, reason)
@@ -169,7 +187,7 @@ class WorkerSupervisor(Service):
         """
         The process id of each running worker, by index.
         """
-        return {i: w.transport.pid for i, w in self._workers.items() if w.transport.pid}
+        return {i: w.pid for i, w in self._workers.items()}
 
     def _spawn(self, index: int) -> None:
         self._restarts.pop(index, None)
@@ -178,16 +196,16 @@ class WorkerSupervisor(Service):
         spec = WorkerSpec(self._config, tuple(s.family for s in self._sockets), index)
         env = dict(os.environ, PYTHONUNBUFFERED="1")
         env[SPEC_ENV] = spec.encode()
-        childFDs: dict[int, Any] = {0: "w", 1: 1, 2: 2}
+        childFDs: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
         for offset, sock in enumerate(self._sockets):
             childFDs[FIRST_FD + offset] = sock.fileno()
         worker = _Worker(self, index)
         worker.started = self._reactor.seconds()
-        self._reactor.spawnProcess(worker, self._command[0], self._command, env=env,
-                                   childFDs=childFDs)
+        process = self._reactor.spawnProcess(worker, self._command[0], self._command, env=env,
+                                             childFDs=childFDs)
+        worker.pid = process.pid
         self._workers[index] = worker
-        self._log.info("started worker {index} as pid {pid}", index=index,
-                       pid=worker.transport.pid)
+        self._log.info("started worker {index} as pid {pid}", index=index, pid=worker.pid)
 
     def _ended(self, worker: _Worker, reason: Any) -> None:
         if self._workers.get(worker.index) is worker:
@@ -321,9 +339,10 @@ def workerMain() -> None:
     from wsservice.shutdown import _stopOnce, exitCleanlyOnSignals
 
     spec = WorkerSpec.decode(os.environ.pop(SPEC_ENV))
-    prefix = f"[worker {spec.index} pid {os.getpid()}] "
+    # The parent adds the time and the worker's name when it logs the line.
     globalLogBeginner.beginLoggingTo(
-        [FileLogObserver(sys.stdout, lambda e: prefix + (formatEventAsClassicLogText(e) or ""))],
+        [FileLogObserver(sys.stdout, lambda e: (formatEventAsClassicLogText(
+            e, formatTime=lambda when: "") or "").lstrip(" "))],
         redirectStandardIO=False,
     )
     service = buildService(spec.config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor,
