@@ -149,3 +149,15 @@ def test_sigterm_reaches_every_worker_and_each_closes_with_1001(workers):
         assert closeCode(ws)[0] == 1001
     for index in (0, 1):
         workers.waitForLog(rf"worker {index} exited: .*exit code 0")
+
+
+def test_workers_shut_down_gracefully_when_their_supervisor_is_killed(workers):
+    """
+    If the supervising process dies without a chance to stop them, every
+    worker notices its closed stdin pipe and closes its clients with 1001
+    instead of lingering.
+    """
+    chosen = oneOnEach(workers, "orphans")
+    workers.stop(signal.SIGKILL)
+    for ws in chosen.values():
+        assert closeCode(ws)[0] == 1001

@@ -310,7 +310,9 @@ class _ParentWatch:
             self._gone()
 
     def connectionLost(self, reason: Any) -> None:
-        pass
+        # epoll reports a pipe whose writer has gone as a hang-up, which the
+        # reactor turns into this call rather than a read of end of file.
+        self._gone()
 
     def logPrefix(self) -> str:
         return "parent-watch"
