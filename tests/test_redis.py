@@ -146,14 +146,16 @@ def test_a_joiner_sees_no_gap_and_no_repeat_between_history_and_live(nodes):
     listener.close()
 
 
-def test_a_crashed_nodes_members_are_swept(nodes):
+def test_a_crashed_nodes_members_are_removed(nodes, redisServer):
     """
-    When a node is killed, its members leave the room on the other node
-    within the documented bound (a leave event, and gone from snapshots).
+    When a node is killed, its members leave their rooms within the
+    documented bound (a leave event, gone from snapshots and from Redis),
+    even in rooms no surviving node serves.
     """
     a, b = nodes
     alice = chat(a, "crash", "alice")
     chat(b, "crash", "bob")
+    chat(b, "lonely", "zoe")  # a room with no members on the surviving node
     joined = recvUntil(alice, "join")
     while joined["user"]["name"] != "bob":
         joined = recvUntil(alice, "join")
@@ -163,6 +165,8 @@ def test_a_crashed_nodes_members_are_swept(nodes):
     assert left["user"]["name"] == "bob" and left["reason"] == "node lost"
     carol = chat(a, "crash", "carol")
     assert {m["name"] for m in carol.welcome["members"]} == {"alice", "carol"}
+    a.waitForLog(r"member \S+ of room lonely removed")
+    assert redisServer.command("HGETALL", "wss:{lonely}:members") == ""
     alice.close()
     carol.close()
 

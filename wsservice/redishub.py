@@ -16,9 +16,11 @@ How it fits together (the keys and scripts are in L{wsservice.redisscripts}):
     seq at or below the snapshot's are dropped (they are in the snapshot),
     the rest follow the welcome.  Nothing is lost or repeated.
   - Presence: each member is a field of the room's members hash, owned by
-    its node.  A node refreshes its liveness key every C{heartbeat} seconds
-    (TTL three heartbeats) and sweeps the members of nodes whose key has
-    expired from the rooms it serves, publishing a leave event for each.
+    its node.  Every C{heartbeat} seconds a node pushes its own expiry
+    (three heartbeats ahead) in a sorted set of nodes and reaps the nodes
+    whose expiry has passed: one node removes each dead node's members from
+    the rooms it had, and publishes a leave event for each.  So a crashed
+    node's members are gone within four heartbeats.
   - Without Redis (down at start, or lost later) rooms keep working on this
     node alone: local delivery, local seq, local history.  Publishes made
     meanwhile are queued (bounded) and published to Redis once it is back;
@@ -58,7 +60,7 @@ class BrokerAddress:
     Where Redis is, from C{redis://HOST:PORT/DB[?heartbeat=S&prefix=P]}.
 
     @ivar heartbeat: seconds between liveness refreshes; a crashed node's
-        members are swept after at most four of these.
+        members are removed after at most four of these.
     @ivar prefix: the Redis key prefix, so deployments can share a database.
     """
 
@@ -265,7 +267,8 @@ class RedisRoomHub(Service):
                                            [self._keys.members(room), self._keys.channel(room)],
                                            [f, ""]))
             try:
-                sent.append(commands.execute_command("DEL", self._keys.node(self.node)))
+                sent.append(commands.execute_command("ZREM", self._keys.nodes, self.node))
+                sent.append(commands.execute_command("DEL", self._keys.nodeRooms(self.node)))
             except Exception:
                 pass
 
@@ -336,8 +339,8 @@ class RedisRoomHub(Service):
                 lambda _: self._resync(generation, rounds + 1))
             return
         commands = self._cmd()
-        self._eval(commands, scripts.HEARTBEAT, [self._keys.node(self.node)],
-                   [self._ttlMillis()]).addErrback(self._commandFailed)
+        self._eval(commands, scripts.HEARTBEAT, [self._keys.nodes, self._keys.nodeRooms(self.node)],
+                   [self.node, self._ttlMillis()]).addErrback(self._commandFailed)
         for room in list(self._rooms):
             self._register(commands, room, self._rooms[room], catchUp=True)
         queued = len(self._queue)
@@ -363,7 +366,7 @@ class RedisRoomHub(Service):
         also deliver the recorded events this node missed while it was cut
         off (live events wait meanwhile, so the order holds).
         """
-        args: list[Any] = [self.node, state.lastSeq]
+        args: list[Any] = [self.node, state.lastSeq, room]
         for member, info in state.infos.items():
             args += [state.fields[member], _dumps(info)]
         since = state.redisSeq
@@ -371,7 +374,7 @@ class RedisRoomHub(Service):
             state.catchup = []
         d = self._eval(commands, scripts.RESYNC,
                        [self._keys.members(room), self._keys.seq(room), self._keys.channel(room),
-                        self._keys.history(room)],
+                        self._keys.history(room), self._keys.nodeRooms(self.node)],
                        args)
 
         def registered(reply: list[Any]) -> None:
@@ -414,36 +417,39 @@ class RedisRoomHub(Service):
         commands = self._cmd()
         if self._state != CONNECTED or commands is None:
             return
-        d = self._eval(commands, scripts.HEARTBEAT, [self._keys.node(self.node)],
-                       [self._ttlMillis()])
+        d = self._eval(commands, scripts.HEARTBEAT, [self._keys.nodes, self._keys.nodeRooms(self.node)],
+                       [self.node, self._ttlMillis()])
 
         def checked(alive: Any) -> None:
             if int(alive) == 0 and self._state == CONNECTED and self._cmd() is commands:
                 # Redis lost our registration (a restart, or we were too slow
-                # and were swept): register every member again.
+                # and were reaped): register every member again.
                 self._log.info("re-registering this node's members in Redis")
                 for room in list(self._rooms):
                     self._register(commands, room, self._rooms[room], catchUp=False)
 
         d.addCallback(checked).addErrback(self._commandFailed)
-        for room in list(self._rooms):
-            self._sweep(commands, room)
+        self._reap(commands)
 
-    def _sweep(self, commands: Any, room: str) -> None:
-        d = self._eval(commands, scripts.SWEEP,
-                       [self._keys.members(room), self._keys.channel(room)],
-                       [self._keys.nodePrefix])
+    def _reap(self, commands: Any) -> None:
+        """
+        Remove the members of nodes whose heartbeat expired (this node does
+        it for the dead nodes its script claims) and tell their rooms.
+        """
+        d = self._eval(commands, scripts.REAP, [self._keys.nodes],
+                       [self._keys.prefix, self._keys.channelHead, 10])
 
-        def swept(flat: list[str]) -> None:
-            for f, info in _pairs(flat).items():
+        def reaped(flat: list[str]) -> None:
+            for i in range(0, len(flat) - 2, 3):
+                room, f, info = flat[i], flat[i + 1], json.loads(flat[i + 2])
                 state = self._rooms.get(room)
                 if state is not None:
                     state.remote.pop(f, None)
-                self._log.info("member {field} of room {room} swept: its node stopped",
-                               field=f, room=room)
+                self._log.info("member {field} of room {room} removed: its node stopped "
+                               "sending heartbeats", field=f, room=room)
                 self.publish(room, self._departed(info))
 
-        d.addCallback(swept).addErrback(self._commandFailed)
+        d.addCallback(reaped).addErrback(self._commandFailed)
 
     def _eval(self, commands: Any, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
         try:
@@ -595,13 +601,11 @@ class RedisRoomHub(Service):
             return self._eval(
                 commands, scripts.JOIN,
                 [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
-                 self._keys.channel(room)],
-                [f, _dumps(info), self._keys.nodePrefix])
+                 self._keys.channel(room), self._keys.nodes, self._keys.nodeRooms(self.node)],
+                [f, _dumps(info), room])
 
         def taken(reply: list[Any]) -> None:
-            seq, history, members, swept = int(reply[0]), reply[1], _pairs(reply[2]), _pairs(reply[3])
-            for gone in swept.values():
-                self.publish(room, self._departed(gone))
+            seq, history, members = int(reply[0]), reply[1], _pairs(reply[2])
             own = f"{self.node}/"
             state.remote = {k: v for k, v in members.items() if not k.startswith(own)}
             newer = [(s, b) for s, b in state.history if s > seq]
@@ -679,6 +683,12 @@ class RedisRoomHub(Service):
         if state.isEmpty():
             del self._rooms[room]
             self._unsubscribe(room)
+            if self._state == CONNECTED and commands is not None:
+                try:
+                    commands.execute_command("SREM", self._keys.nodeRooms(self.node), room
+                                             ).addErrback(self._commandFailed)
+                except Exception:
+                    pass
             # So the leaver's own leave event can still count the members
             # on other nodes; the view stops being updated from here on.
             self._vacated[room] = list(state.remote.values())

@@ -12,9 +12,14 @@ Keys, for a key prefix C{P} (default C{wss:}) and room C{R}::
                     "<node id>/<n>", so a member belongs to one node
     Pdb<D>:{R}:events  pub/sub channel of the room in database D (channels
                     are not per database in Redis)
-    Pnode:<node id> a liveness key with a TTL, refreshed by its node's
-                    heartbeat; a member whose node key has expired is
-                    swept from the members hash
+    Pnodes          sorted set: node id -> the time (ms, Redis clock) its
+                    heartbeat expires; refreshed every heartbeat
+    Pnode:<id>:rooms  set: the rooms where node <id> registered members, so
+                    a dead node's members can be found without a scan
+
+A node whose heartbeat expired is reaped by exactly one live node (the one
+whose C{REAP} script removed it from C{Pnodes}): its members are removed
+from each of its rooms, and the reaper publishes a leave event for each.
 
 Messages on a room's channel are one header line and a body::
 
@@ -54,29 +59,29 @@ redis.call('PUBLISH', KEYS[3], 'e ' .. string.format('%d', seq) .. ' ' .. ARGV[2
 return seq
 """
 
-#: KEYS: members, seq, history, channel.  ARGV: the joiner's field, its
-#: presence JSON, node key prefix.  Sweeps members of dead nodes, takes the
-#: snapshot, then adds the joiner.  Returns {seq, history, members (flat
-#: field, JSON, ...), swept fields (flat field, JSON, ...)}.
+#: KEYS: members, seq, history, channel, nodes, this node's rooms.  ARGV:
+#: the joiner's field, its presence JSON, the room.  Takes the snapshot
+#: (leaving out members of nodes whose heartbeat expired: the reaper removes
+#: them), then adds the joiner.  Returns {seq, history, members (flat field,
+#: JSON, ...)}.
 JOIN = """
-local swept = {}
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local members = {}
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
   local node = string.match(flat[i], '^([^/]+)/')
-  if node and redis.call('EXISTS', ARGV[3] .. node) == 0 then
-    redis.call('HDEL', KEYS[1], flat[i])
-    redis.call('PUBLISH', KEYS[4], 'p ' .. flat[i] .. '\\n')
-    table.insert(swept, flat[i]); table.insert(swept, flat[i + 1])
-  else
+  local expires = node and tonumber(redis.call('ZSCORE', KEYS[5], node) or '0')
+  if expires and expires >= now then
     table.insert(members, flat[i]); table.insert(members, flat[i + 1])
   end
 end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 local history = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('PUBLISH', KEYS[4], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
-return {seq, history, members, swept}
+return {seq, history, members}
 """
 
 #: KEYS: members, channel.  ARGV: field, presence JSON (empty removes).
@@ -90,15 +95,17 @@ redis.call('PUBLISH', KEYS[2], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
 return 1
 """
 
-#: KEYS: members, seq, channel, history.  ARGV: this node's id, seq floor,
-#: then field, JSON pairs of this node's members.  Replaces this node's
+#: KEYS: members, seq, channel, history, this node's rooms.  ARGV: this
+#: node's id, seq floor, the room, then field, JSON pairs of this node's
+#: members.  Replaces this node's
 #: entries (after an outage they may be stale or, after a Redis restart,
 #: gone), raises the seq counter to the floor, returns {the other nodes'
 #: members (flat field, JSON, ...), the history} so the node can catch up.
 RESYNC = """
 local mine = ARGV[1] .. '/'
 local wanted = {}
-for i = 3, #ARGV, 2 do wanted[ARGV[i]] = ARGV[i + 1] end
+for i = 4, #ARGV, 2 do wanted[ARGV[i]] = ARGV[i + 1] end
+redis.call('SADD', KEYS[5], ARGV[3])
 local others = {}
 local flat = redis.call('HGETALL', KEYS[1])
 for i = 1, #flat, 2 do
@@ -122,29 +129,47 @@ end
 return {others, redis.call('LRANGE', KEYS[4], 0, -1)}
 """
 
-#: KEYS: members, channel.  ARGV: node key prefix.  Removes members whose
-#: node's liveness key has expired; returns them (flat field, JSON, ...).
-SWEEP = """
-local swept = {}
-local flat = redis.call('HGETALL', KEYS[1])
-for i = 1, #flat, 2 do
-  local node = string.match(flat[i], '^([^/]+)/')
-  if node and redis.call('EXISTS', ARGV[1] .. node) == 0 then
-    redis.call('HDEL', KEYS[1], flat[i])
-    redis.call('PUBLISH', KEYS[2], 'p ' .. flat[i] .. '\\n')
-    table.insert(swept, flat[i]); table.insert(swept, flat[i + 1])
-  end
-end
-return swept
+#: KEYS: nodes, this node's rooms.  ARGV: node id, TTL in milliseconds.
+#: Returns 1 if the node was still registered and alive (its members are
+#: still in Redis), 0 if it had expired, been reaped or Redis lost it (the
+#: node must register its members again).
+HEARTBEAT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local expires = tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1]) or '0')
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+if expires >= now then return 1 end
+return 0
 """
 
-#: KEYS: this node's liveness key.  ARGV: TTL in milliseconds.  Returns 1
-#: if the key still existed (the node's members are still registered),
-#: 0 if it had expired or Redis lost it (the node must register again).
-HEARTBEAT = """
-local alive = redis.call('EXISTS', KEYS[1])
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
-return alive
+#: KEYS: nodes.  ARGV: key prefix, channel prefix (up to the room), at most
+#: how many dead nodes to reap.  Removes nodes whose heartbeat expired and
+#: their members; returns the removed members (flat room, field, JSON, ...).
+#: Keys are built here from the prefix, so this is for one Redis server,
+#: not Redis Cluster.
+REAP = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[3]))
+local removed = {}
+for _, node in ipairs(dead) do
+  redis.call('ZREM', KEYS[1], node)
+  local roomsKey = ARGV[1] .. 'node:' .. node .. ':rooms'
+  local mine = node .. '/'
+  for _, room in ipairs(redis.call('SMEMBERS', roomsKey)) do
+    local hash = ARGV[1] .. '{' .. room .. '}:members'
+    local flat = redis.call('HGETALL', hash)
+    for i = 1, #flat, 2 do
+      if string.sub(flat[i], 1, #mine) == mine then
+        redis.call('HDEL', hash, flat[i])
+        redis.call('PUBLISH', ARGV[2] .. room .. '}:events', 'p ' .. flat[i] .. '\\n')
+        table.insert(removed, room); table.insert(removed, flat[i]); table.insert(removed, flat[i + 1])
+      end
+    end
+  end
+  redis.call('DEL', roomsKey)
+end
+return removed
 """
 
 
@@ -156,7 +181,7 @@ class Keys:
 
     def __init__(self, prefix: str = "wss:", db: int = 0) -> None:
         self.prefix = prefix
-        self.nodePrefix = f"{prefix}node:"
+        self.nodes = f"{prefix}nodes"
         # Pub/sub channels are shared by all databases of a Redis server.
         self._channelHead = f"{prefix}db{db}:{{"
 
@@ -172,8 +197,12 @@ class Keys:
     def channel(self, room: str) -> str:
         return f"{self._channelHead}{room}}}:events"
 
-    def node(self, node: str) -> str:
-        return f"{self.nodePrefix}{node}"
+    def nodeRooms(self, node: str) -> str:
+        return f"{self.prefix}node:{node}:rooms"
+
+    @property
+    def channelHead(self) -> str:
+        return self._channelHead
 
     def roomOf(self, channel: str) -> str | None:
         """
