@@ -138,3 +138,105 @@ def test_without_redis_rooms_work_locally_and_queue_a_bounded_backlog():
     stopped = []
     hub.stopService().addCallback(stopped.append)
     assert stopped
+
+
+class FakeCommands:
+    """
+    A txredisapi command connection whose replies the test gives.
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list, list, Deferred]] = []
+        self.commands: list[tuple] = []
+
+    def eval(self, script, keys, args) -> Deferred:
+        d: Deferred = Deferred()
+        self.calls.append((script, keys, args, d))
+        return d
+
+    def execute_command(self, *args) -> Deferred:
+        self.commands.append(args)
+        return Deferred()
+
+
+class FakeSubscriber:
+    """
+    A txredisapi subscriber connection whose confirmations the test gives.
+    """
+
+    def __init__(self) -> None:
+        self.subscribing: list[tuple[str, Deferred]] = []
+        self.unsubscribed: list[str] = []
+
+    def subscribe(self, channel) -> Deferred:
+        d: Deferred = Deferred()
+        self.subscribing.append((channel, d))
+        return d
+
+    def unsubscribe(self, channel) -> Deferred:
+        self.unsubscribed.append(channel)
+        return Deferred()
+
+
+class Link:
+    def __init__(self, protocol) -> None:
+        self.protocol = protocol
+
+
+def event(seq: int, message: str, origin: str = "othernode") -> str:
+    body = json.dumps({"type": "message", "message": message, "room": "r", "seq": seq})
+    return f"e {seq} 1 {origin} 0\n{body}"
+
+
+def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
+    """
+    Live events that race the joiner's snapshot are buffered; those at or
+    below the snapshot's seq are dropped, even when they arrive after it.
+    """
+    from wsservice import redisscripts as scripts
+
+    clock, commands, subscriber = Clock(), FakeCommands(), FakeSubscriber()
+    hub = makeHub(clock)
+    hub._commands, hub._subscriber = Link(commands), Link(subscriber)
+    hub._linkUp()
+    assert hub.brokerState() == "connected"
+    member, snapshots = Member(), []
+    hub.join("r", member, {"name": "m"}).addCallback(snapshots.append)
+    channel, confirm = subscriber.subscribing[0]
+    assert not [c for c in commands.calls if c[0] == scripts.JOIN]  # not before SUBSCRIBE is confirmed
+    confirm.callback(["subscribe", channel, 1])
+    join = [c for c in commands.calls if c[0] == scripts.JOIN][0]
+    hub._received(channel, event(5, "five"))
+    hub._received(channel, event(6, "six"))
+    assert member.got == [] and snapshots == []
+    join[3].callback([5, [json.dumps({"message": "five", "seq": 5})], []])
+    assert snapshots[0].seq == 5 and [e["message"] for e in snapshots[0].history] == ["five"]
+    hub._received(channel, event(4, "late four"))
+    hub._received(channel, event(7, "seven"))
+    assert [e["seq"] for e in member.got] == [6, 7]
+
+
+def test_node_unsubscribes_when_its_last_member_leaves():
+    """
+    A node stays subscribed to a room while it has members there and
+    unsubscribes when the last one leaves, removing it from Redis presence.
+    """
+    from wsservice import redisscripts as scripts
+
+    clock, commands, subscriber = Clock(), FakeCommands(), FakeSubscriber()
+    hub = makeHub(clock)
+    hub._commands, hub._subscriber = Link(commands), Link(subscriber)
+    hub._linkUp()
+    first, second = Member(), Member()
+    hub.join("r", first, {"name": "a"})
+    channel, confirm = subscriber.subscribing[0]
+    confirm.callback(["subscribe", channel, 1])
+    hub.join("r", second, {"name": "b"})
+    assert len(subscriber.subscribing) == 1
+    hub.leave("r", first)
+    assert subscriber.unsubscribed == []
+    hub.leave("r", second)
+    assert subscriber.unsubscribed == [channel]
+    removals = [c for c in commands.calls if c[0] == scripts.PRESENCE and c[2][1] == ""]
+    assert len(removals) == 2
+    assert ("SREM", hub._keys.nodeRooms(hub.node), "r") in commands.commands

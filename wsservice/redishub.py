@@ -178,7 +178,6 @@ class RedisRoomHub(Service):
         self._state = DISCONNECTED
         self._syncing = False
         self._generation = 0
-        self._everConnected = False
         self._announcedDown = False
         self._idle: list[Deferred[None]] = []
         self._commands: RedisLink | None = None
@@ -237,7 +236,7 @@ class RedisRoomHub(Service):
     def stopService(self) -> Deferred[None]:
         super().stopService()
         # The heartbeat goes on while members leave, so other nodes do not
-        # sweep them as lost in the meantime.
+        # reap them as lost in the meantime.
         d: Deferred[None] = Deferred()
         timer = self._clock.callLater(self._drainTimeout, lambda: d.called or d.callback(None))
         if not self._rooms:
@@ -358,7 +357,6 @@ class RedisRoomHub(Service):
             address=str(self.address), node=self.node, rooms=len(self._rooms),
             queued=queued, dropped=self.droppedWhileDown)
         self.droppedWhileDown = 0
-        self._everConnected = True
 
     def _register(self, commands: Any, room: str, state: _Room, catchUp: bool) -> None:
         """
