@@ -86,10 +86,11 @@ def test_messages_reach_every_member_on_every_node_once_in_one_order(nodes):
         ws.close()
 
 
-def test_history_and_presence_are_the_same_on_every_node(nodes):
+def test_history_and_presence_are_the_same_on_every_node(nodes, redisServer):
     """
     A newcomer on either node gets the same capped history and sees the
-    members of both nodes in its welcome.
+    members of both nodes in its welcome; the room's keys in Redis expire
+    when it goes idle.
     """
     a, b = nodes
     alice = chat(a, "hall", "alice")
@@ -99,6 +100,8 @@ def test_history_and_presence_are_the_same_on_every_node(nodes):
     bob = chat(b, "hall", "bob")
     history = recvUntil(bob, "history")["messages"]
     assert [m["message"] for m in history] == ["h2", "h3", "h4", "h5", "h6"]
+    for key in ("wss:{hall}:seq", "wss:{hall}:history"):
+        assert 0 < int(redisServer.command("PTTL", key)) <= 24 * 3600 * 1000
     assert {m["name"] for m in bob.welcome["members"]} == {"alice", "bob"}
     carol = chat(a, "hall", "carol")
     assert recvUntil(carol, "history")["messages"] == history

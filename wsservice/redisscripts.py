@@ -21,6 +21,9 @@ A node whose heartbeat expired is reaped by exactly one live node (the one
 whose C{REAP} script removed it from C{Pnodes}): its members are removed
 from each of its rooms, and the reaper publishes a leave event for each.
 
+A room's C{seq} and C{history} keys expire after a day without publishes
+or joins (L{ROOM_TTL_MS}), so Redis does not keep every room ever used.
+
 Messages on a room's channel are one header line and a body::
 
     e <seq> <recorded 0|1> <origin node> <replayed 0|1>\\n<event JSON>
@@ -38,10 +41,14 @@ so clients never see a seq go backwards.
 
 from __future__ import annotations
 
+#: How long a room's seq and history outlive its last publish or join.
+ROOM_TTL_MS = 24 * 3600 * 1000
+
 #: KEYS: seq, history, channel.  ARGV: event JSON without seq (ends with
 #: "}"), recorded 0|1, history size, seq floor, origin node, replayed 0|1.
 #: Returns the event's seq.
 PUBLISH = """
+local ROOM_TTL_MS = @ROOM_TTL_MS@
 local seq = redis.call('INCR', KEYS[1])
 local floor = tonumber(ARGV[4])
 if seq <= floor then
@@ -54,10 +61,12 @@ if ARGV[2] == '1' and size > 0 then
   redis.call('RPUSH', KEYS[2], body)
   redis.call('LTRIM', KEYS[2], -size, -1)
 end
+redis.call('PEXPIRE', KEYS[1], ROOM_TTL_MS)
+redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
 redis.call('PUBLISH', KEYS[3], 'e ' .. string.format('%d', seq) .. ' ' .. ARGV[2] .. ' '
   .. ARGV[5] .. ' ' .. ARGV[6] .. '\\n' .. body)
 return seq
-"""
+""".replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
 #: KEYS: members, seq, history, channel, nodes, this node's rooms.  ARGV:
 #: the joiner's field, its presence JSON, the room.  Takes the snapshot
@@ -65,6 +74,7 @@ return seq
 #: them), then adds the joiner.  Returns {seq, history, members (flat field,
 #: JSON, ...)}.
 JOIN = """
+local ROOM_TTL_MS = @ROOM_TTL_MS@
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local members = {}
@@ -78,11 +88,13 @@ for i = 1, #flat, 2 do
 end
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 local history = redis.call('LRANGE', KEYS[3], 0, -1)
+redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
+redis.call('PEXPIRE', KEYS[3], ROOM_TTL_MS)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('PUBLISH', KEYS[4], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])
 return {seq, history, members}
-"""
+""".replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
 #: KEYS: members, channel.  ARGV: field, presence JSON (empty removes).
 PRESENCE = """
