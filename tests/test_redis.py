@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+import threading
 
 import pytest
 
@@ -83,6 +84,36 @@ def test_messages_reach_every_member_on_every_node_once_in_one_order(nodes):
         with pytest.raises(TimeoutError):
             while True:  # anything left must not be a repeated message
                 assert recvJSON(ws, timeout=0.3)["type"] != "message"
+        ws.close()
+
+
+def test_concurrent_senders_on_both_nodes_give_everyone_one_identical_stream(nodes):
+    """
+    With ten members spread over two nodes all sending at once, every member
+    receives all 200 messages exactly once, in the same order, seqs
+    strictly increasing.
+    """
+    a, b = nodes
+    people = [chat(a if i % 2 else b, "crowd", f"p{i}") for i in range(10)]
+    last = people[-1]
+    joined = recvUntil(people[0], "join")
+    while joined["user"]["name"] != last.welcome["you"]:
+        joined = recvUntil(people[0], "join")
+    threads = [threading.Thread(target=lambda ws=ws, i=i: [say(ws, f"p{i}-{n}") for n in range(20)])
+               for i, ws in enumerate(people)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    streams = [[(m["seq"], m["message"]) for m in messages(ws, 200)] for ws in people]
+    assert all(stream == streams[0] for stream in streams)
+    seqs = [seq for seq, _ in streams[0]]
+    assert seqs == sorted(set(seqs))
+    assert sorted(m for _, m in streams[0]) == sorted(f"p{i}-{n}" for i in range(10) for n in range(20))
+    for i in range(10):  # each sender's own messages stay in the order sent
+        own = [m for _, m in streams[0] if m.startswith(f"p{i}-")]
+        assert own == [f"p{i}-{n}" for n in range(20)]
+    for ws in people:
         ws.close()
 
 
