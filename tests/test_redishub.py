@@ -98,6 +98,9 @@ def test_link_backs_off_and_reports_an_outage_once():
 
 
 def makeHub(clock: Clock, queueSize: int = 3) -> RedisRoomHub:
+    """
+    A hub on C{clock} whose members receive raw payloads.
+    """
     return RedisRoomHub(
         clock, lambda payload, isBinary: payload, lambda address: DownEndpoint(),
         BrokerAddress(), historySize=2, queueSize=queueSize,
@@ -179,11 +182,18 @@ class FakeSubscriber:
 
 
 class Link:
+    """
+    Stands in for a L{RedisLink} that is connected to C{protocol}.
+    """
+
     def __init__(self, protocol) -> None:
         self.protocol = protocol
 
 
 def event(seq: int, message: str, origin: str = "othernode") -> str:
+    """
+    A recorded event as it arrives on a room's channel.
+    """
     body = json.dumps({"type": "message", "message": message, "room": "r", "seq": seq})
     return f"e {seq} 1 {origin} 0\n{body}"
 
