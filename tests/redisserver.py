@@ -78,7 +78,7 @@ class RedisServer:
         Run one command with C{redis-cli} (the tests' view of Redis; the
         service uses txredisapi) and return its raw output.
         """
-        cli = requireTool("redis-cli", "/usr/bin/redis-cli")
+        cli = requireTool("redis-cli")
         result = subprocess.run([cli, "-p", str(self.port), "--raw", *args],
                                 capture_output=True, text=True, timeout=10, check=True)
         return result.stdout.strip()
@@ -89,6 +89,6 @@ def redisServer():
     """
     A fresh redis-server for one test, killed afterwards.
     """
-    server = RedisServer(requireTool("redis-server", "/usr/bin/redis-server")).start()
+    server = RedisServer(requireTool("redis-server")).start()
     yield server
     server.kill()
