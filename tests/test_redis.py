@@ -148,6 +148,27 @@ def test_history_and_presence_are_the_same_on_every_node(nodes, redisServer):
     carol.close()
 
 
+def test_binary_frames_and_renames_cross_nodes(nodes):
+    """
+    A binary frame reaches the other node's members as binary, and a rename
+    on one node shows in the members a newcomer on the other node sees.
+    """
+    a, b = nodes
+    alice, bob = chat(a, "bin", "alice"), chat(b, "bin", "bob")
+    recvUntil(alice, "join")
+    alice.send(b"\x00\xffraw")
+    frame = bob.recv(timeout=10)
+    while not isinstance(frame, bytes):
+        frame = bob.recv(timeout=10)
+    assert frame == b"\x00\xffraw"
+    alice.send(json.dumps({"type": "rename", "name": "alicia"}))
+    assert recvUntil(bob, "rename")["message"] == "alice is now alicia"
+    carol = chat(b, "bin", "carol")
+    assert {m["name"] for m in carol.welcome["members"]} == {"alicia", "bob", "carol"}
+    for ws in (alice, bob, carol):
+        ws.close()
+
+
 def test_a_joiner_sees_no_gap_and_no_repeat_between_history_and_live(nodes):
     """
     While one node publishes continuously, a joiner on the other node gets
