@@ -80,6 +80,16 @@ class ServiceMetrics:
         """
         self._rooms.set_function(count)
 
+    def watchBroker(self, connected: Callable[[], bool], queued: Callable[[], int]) -> None:
+        """
+        Read the broker's state at each scrape: 1 while Redis is reachable,
+        and how many publishes wait for it.
+        """
+        Gauge("wsservice_broker_connected", "1 while the Redis broker is reachable.",
+              registry=self.registry).set_function(lambda: float(connected()))
+        Gauge("wsservice_broker_queued", "Publishes waiting for the broker to come back.",
+              registry=self.registry).set_function(queued)
+
     def handshakeRefused(self, reason: str) -> None:
         self._refused.labels(reason).inc()
 

@@ -5,10 +5,10 @@ tree and one listener per endpoint, in a L{MultiService}.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from twisted.application import strports
-from twisted.application.service import MultiService
+from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
@@ -43,8 +43,9 @@ class WebSocketService(MultiService):
 
     def startService(self) -> None:
         super().startService()
+        listeners = [s for s in self if s is not self._factory.rooms]
         self._reactor.callWhenRunning(
-            self._log.info, "wsservice ready: {count} listeners", count=len(self.services)
+            self._log.info, "wsservice ready: {count} listeners", count=len(listeners)
         )
 
     def stopService(self) -> Deferred[Any]:
@@ -72,6 +73,45 @@ class WebSocketService(MultiService):
             drained.callback(None)
 
 
+# -- scaling out (--broker, --workers): wsservice/redishub.py, workers.py ----
+
+
+def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> Any:
+    """
+    The room hub: in this process, or across processes through the
+    C{--broker} (then it is also a service that owns its connections, and
+    L{buildService} starts it; its C{brokerState()} says whether Redis is
+    reachable).
+    """
+    if config.brokerURL is None:
+        return RoomHub(clock, prepareMessage, historySize=config.handlers.historySize,
+                       historyBytes=config.limits.maxMessageSize,
+                       delivered=metrics.roomDelivered)
+    from twisted.internet.endpoints import HostnameEndpoint
+
+    from wsservice.redishub import BrokerAddress, RedisRoomHub
+
+    return RedisRoomHub(
+        clock,
+        prepareMessage,
+        lambda address: HostnameEndpoint(clock, address.host, address.port, timeout=5),
+        BrokerAddress.fromURL(config.brokerURL),
+        historySize=config.handlers.historySize,
+        delivered=metrics.roomDelivered,
+        drainTimeout=config.limits.shutdownTimeout + 1,
+    )
+
+
+def listenersFor(config: ServiceConfig, site: Site, reactor: Any) -> list[IService]:
+    """
+    One listening service per C{--listen} endpoint.
+    """
+    return [strports.service(d, site, reactor=reactor) for d in config.listen]
+
+
+# ----------------------------------------------------------------------------
+
+
 def buildSite(
     config: ServiceConfig, registry: HandlerRegistry, clock: Any
 ) -> tuple[Site, ServiceFactory]:
@@ -80,13 +120,7 @@ def buildSite(
     factory behind it.
     """
     metrics = ServiceMetrics()
-    rooms = RoomHub(
-        clock,
-        prepareMessage,
-        historySize=config.handlers.historySize,
-        historyBytes=config.limits.maxMessageSize,
-        delivered=metrics.roomDelivered,
-    )
+    rooms = buildRooms(config, clock, metrics)
     metrics.watchRooms(rooms.roomCount)
     settings = ProtocolSettings(
         limits=config.limits,
@@ -97,10 +131,18 @@ def buildSite(
     )
     factory = ServiceFactory(registry, rooms, settings, metrics, clock)
 
+    brokerState = getattr(rooms, "brokerState", None)
+    if brokerState is not None:
+        metrics.watchBroker(lambda: brokerState() == "connected", rooms.queuedCount)
+
     def healthy() -> tuple[bool, str]:
         if factory.draining:
             return False, "shutting down"
-        return True, f"ok: {factory.openCount} connections"
+        detail = f"ok: {factory.openCount} connections"
+        if brokerState is not None:
+            # Still healthy without Redis: rooms keep working on this node.
+            detail += f"; broker {brokerState()}"
+        return True, detail
 
     root = buildRoot(factory, config.staticDir, metrics, healthy)
     site = Site(root)
@@ -108,15 +150,26 @@ def buildSite(
     return site, factory
 
 
-def buildService(config: ServiceConfig, registry: HandlerRegistry, reactor: Any) -> MultiService:
+def buildService(
+    config: ServiceConfig,
+    registry: HandlerRegistry,
+    reactor: Any,
+    listeners: Callable[[ServiceConfig, Site, Any], list[IService]] = listenersFor,
+) -> MultiService:
     """
     Build the whole service from C{config}.
 
     @param reactor: provides L{IReactorTime} and what C{strports} needs; it
         is passed down, never imported.
+    @param listeners: makes the listening services (a worker process
+        adopts its parent's sockets instead).
     """
     site, factory = buildSite(config, registry, reactor)
     top = WebSocketService(factory, config.limits.shutdownTimeout, reactor)
-    for description in config.listen:
-        strports.service(description, site, reactor=reactor).setServiceParent(top)
+    if IService.providedBy(factory.rooms):
+        # Started before the listeners; stopped after the drain, when the
+        # connections have left their rooms, so it can leave Redis cleanly.
+        factory.rooms.setServiceParent(top)
+    for listener in listeners(config, site, reactor):
+        listener.setServiceParent(top)
     return top

@@ -81,6 +81,12 @@ class Options(usage.Options):
         ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _number("ping-timeout", float)],
         ["shutdown-timeout", None, 5.0,
          "Seconds to wait for clients' closing handshakes on shutdown.", _number("shutdown-timeout", float, allowZero=True)],
+        ["broker", None, None,
+         "redis://HOST:PORT/DB: share chat rooms with every process using the same "
+         "Redis (default: rooms live in this process)."],
+        ["workers", None, 1,
+         "Worker processes sharing the listeners, restarted if they die; more than 1 "
+         "needs --broker.", _number("workers", int)],
     ]
     optFlags = [
         ["list-handlers", None, "Print the available subprotocol handlers and exit."],
@@ -145,6 +151,30 @@ class Options(usage.Options):
             ]
         for description in self["listen"]:
             _checkEndpoint(description)
+        self._checkScaling()
+
+    def _checkScaling(self) -> None:
+        if self["broker"] is not None:
+            from wsservice.redishub import BrokerAddress
+
+            try:
+                BrokerAddress.fromURL(self["broker"])
+            except ValueError as e:
+                raise usage.UsageError(f"--broker: {e}")
+        if self["workers"] > 1:
+            if self["broker"] is None:
+                raise usage.UsageError(
+                    "--workers needs --broker: each worker has its own rooms, so without "
+                    "a broker people in the same room on different workers would not "
+                    "see each other"
+                )
+            from wsservice.workers import checkListen
+
+            for description in self["listen"]:
+                try:
+                    checkListen(description)
+                except ValueError as e:
+                    raise usage.UsageError(f"--workers: {e}")
 
     def toConfig(self) -> ServiceConfig:
         """
@@ -168,6 +198,8 @@ class Options(usage.Options):
             ),
             allowedOrigins=tuple(self["allowed-origin"]),
             perMessageDeflate=bool(self["permessage-deflate"]),
+            brokerURL=self["broker"],
+            workers=self["workers"],
         )
 
 
@@ -198,6 +230,11 @@ def makeService(options: Options) -> IService:
 
     config = options.toConfig()
     raiseOpenFileLimit(config.limits.maxConnections)
-    service = buildService(config, options._registry(), reactor)
+    if config.workers > 1:
+        from wsservice.workers import WorkerSupervisor
+
+        service: IService = WorkerSupervisor(config, reactor)
+    else:
+        service = buildService(config, options._registry(), reactor)
     exitCleanlyOnSignals(reactor)
     return service
