@@ -45,6 +45,9 @@ SERVERS = BENCH / "servers"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SERVER_CORE, LOAD_CORE = 0, 1
+#: Share of the server core taken by other processes above which a cheap
+#: measurement is repeated once.
+NOISY = 0.25
 
 
 class BenchError(RuntimeError):
@@ -87,8 +90,23 @@ def rssKiB(pid: int) -> int:
     raise BenchError(f"no VmRSS for {pid}")
 
 
-def sample(pid: int) -> dict[str, float]:
-    return {"t": time.monotonic(), "cpu": cpuSeconds(pid), "rss": rssKiB(pid)}
+def coreBusy() -> dict[int, float]:
+    """
+    Busy seconds of each core since boot, from /proc/stat: what else ran on
+    the benchmark's cores (the machine may be shared).
+    """
+    busy = {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *ticks = line.split()
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, ticks[:8])
+                busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) / TICK
+    return busy
+
+
+def sample(pid: int) -> dict[str, Any]:
+    return {"t": time.monotonic(), "cpu": cpuSeconds(pid), "rss": rssKiB(pid), "cores": coreBusy()}
 
 
 class Server:
@@ -187,6 +205,18 @@ class LoadRun:
     def wall(self, a: str = "start", b: str = "end") -> float:
         return self.marks[b]["t"] - self.marks[a]["t"]
 
+    def foreign(self, a: str = "start", b: str = "end") -> float | None:
+        """
+        Share of the server core spent on anything but the server during the
+        window (other processes on a shared machine, interrupts).
+        """
+        try:
+            busy = self.marks[b]["cores"][SERVER_CORE] - self.marks[a]["cores"][SERVER_CORE]
+        except KeyError:
+            return None
+        wall = self.wall(a, b)
+        return max(0.0, (busy - self.cpu(a, b)) / wall) if wall else None
+
 
 def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
             onMark: Callable[[str], None] | None = None) -> LoadRun:
@@ -267,6 +297,7 @@ class Plan:
     scaleClients: tuple[int, ...]
     scaleSeconds: float
     window: int = 4
+    retryNoisy: bool = True
 
 
 FULL = Plan(fanClients=1000, senders=10, fanSeconds=10, rateSeconds=10, rate=50,
@@ -274,7 +305,7 @@ FULL = Plan(fanClients=1000, senders=10, fanSeconds=10, rateSeconds=10, rate=50,
             scaleClients=(100, 1000, 5000), scaleSeconds=6)
 QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
-             scaleClients=(20, 50), scaleSeconds=1)
+             scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False)
 
 
 class Bench:
@@ -299,6 +330,20 @@ class Bench:
             self.errors.append(f"{server.name}: {e}")
         return run
 
+    def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
+        """
+        Measure; if something else took more than L{NOISY} of the server core
+        during the window (a shared machine), measure once more and keep the
+        quieter run.  Every attempt is logged.
+        """
+        run = measure()
+        if retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
+            self.log(f"    (other load {_pct(run.foreign())} on the server core; measuring again)")
+            again = measure()
+            if (again.foreign() or 0) < (run.foreign() or 0):
+                run = again
+        return run
+
     def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
         return [
             ("ours", lambda: ours(self.python),
@@ -316,20 +361,27 @@ class Bench:
                 continue
             config = dict(base, mode="fanout", clients=clients, senders=p.senders, rate=rate,
                           window=p.window, duration=seconds, warmup=1 if seconds > 2 else 0.5,
-                          concurrency=50, drain=10, settleMax=120)
-            run = self._with(make(), config, timeLimit=240 + clients / 20, onMark=onMark)
+                          concurrency=50, drain=10, settleMax=60,
+                          # Our chat's joins are O(room size) each: 5,000
+                          # clients take minutes to join one room.
+                          connectTimeout=min(180, 30 + clients / 25))
+            run = self._quietest(lambda: self._with(
+                make(), config, timeLimit=config["connectTimeout"] + 120 + 2 * seconds,
+                onMark=onMark), retry=clients <= 1000 and onMark is None)
             r = dict(run.result)
             cpu, wall = run.cpu(), run.wall()
             r["server_cpu_s"] = cpu
             r["server_cpu_share"] = cpu / wall if wall else None
             d = r.get("deliveries_in_window") or 0
             r["cpu_us_per_delivery"] = cpu / d * 1e6 if d else None
+            r["foreign_cpu_share"] = run.foreign()
             out[key] = r
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
                      f"{_f(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {_ms(r.get('p50_us'))} "
                      f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
                      f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
+                     f"other load on server core {_pct(r['foreign_cpu_share'])}, "
                      f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s")
         return out
 
@@ -347,17 +399,21 @@ class Bench:
                 continue
             config = dict(base, mode="echo", clients=p.echoClients, duration=p.echoSeconds,
                           warmup=1 if p.echoSeconds > 2 else 0.5)
-            run = self._with(make(), config, timeLimit=60 + p.echoSeconds, onMark=onMark)
+            run = self._quietest(lambda: self._with(
+                make(), config, timeLimit=60 + p.echoSeconds, onMark=onMark),
+                retry=onMark is None)
             r = dict(run.result)
             cpu, wall = run.cpu(), run.wall()
             r["server_cpu_share"] = cpu / wall if wall else None
             trips = r.get("round_trips") or 0
             r["cpu_us_per_round_trip"] = cpu / trips * 1e6 if trips else None
+            r["foreign_cpu_share"] = run.foreign()
             out[key] = r
             self.log(f"  {key:10} echo: {r.get('round_trips_per_s', 0):,.0f} round trips/s, "
                      f"{_f(r['cpu_us_per_round_trip'])} us CPU/trip, p99 {_ms(r.get('p99_us'))}, "
                      f"server CPU {_pct(r['server_cpu_share'])}, loadgen CPU "
-                     f"{_pct(r.get('loadgen_cpu_share'))}")
+                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{_pct(r['foreign_cpu_share'])}")
         return out
 
     def idle(self) -> dict[str, Any]:
@@ -382,11 +438,13 @@ class Bench:
             if "connected" in run.marks:
                 cpu = run.cpu("start", "connected")
                 r["server_cpu_us_per_handshake"] = cpu / n * 1e6 if n else None
+                r["foreign_cpu_share"] = run.foreign("start", "connected")
             out[key] = r
             self.log(f"  {key:5} idle {n} connections in {rooms} room(s): "
                      f"{r.get('handshakes_per_s', 0):,.0f} handshakes/s, "
                      f"{_f(r['kib_per_connection'])} KiB/connection, loadgen CPU "
-                     f"{_pct(r.get('loadgen_cpu_share'))}")
+                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{_pct(r.get('foreign_cpu_share'))}")
         return out
 
     def runAll(self) -> None:
@@ -557,6 +615,8 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
     row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=_pct)
+    row("1 fan-out: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=_pct)
     fr = results.get("fixed_rate", {})
     o, n = fr.get("ours", {}), fr.get("node", {})
     row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=_ms)
@@ -571,8 +631,11 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row("3 echo: server CPU per round trip (us)", o.get("cpu_us_per_round_trip"),
         n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=lambda x: _f(x, 2))
     row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
     row("3 echo: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=_pct)
+    row("3 echo: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=_pct)
     if w:
         rows.append(("3 echo: Python websockets: round trips/s | CPU us/trip | p99",
                      _f(w.get("round_trips_per_s")), f"{_f(w.get('cpu_us_per_round_trip'), 2)} us",
@@ -591,6 +654,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         None if o.get("kib_per_connection") is None else o["kib_per_connection"] <= 6)
     row("4 idle: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
         n.get("server_cpu_us_per_handshake"))
+    row("4 idle: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    rows.append((f"4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
+                 "", "", ""))
     sc = results.get("scale", {})
     oursCost = {k: v.get("ours", {}).get("cpu_us_per_delivery") for k, v in sc.items()}
     base = oursCost.get(str(plan.scaleClients[0]))
@@ -603,6 +670,14 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     for k, v in sc.items():
         row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
             v.get("node", {}).get("deliveries_per_s"))
+    for k, v in sc.items():
+        row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
+            v.get("node", {}).get("clients"), str(k),
+            None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
+            fmt=lambda x: "-" if x is None else str(x))
+        row(f"5 other load on the server core at {k} clients",
+            v.get("ours", {}).get("foreign_cpu_share"), v.get("node", {}).get("foreign_cpu_share"),
+            fmt=_pct)
     for k, v in sc.items():
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
