@@ -47,7 +47,7 @@ PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SERVER_CORE, LOAD_CORE = 0, 1
 #: Share of the server core taken by other processes above which a cheap
 #: measurement is repeated once.
-NOISY = 0.25
+NOISY = 0.35
 
 
 class BenchError(RuntimeError):
@@ -298,10 +298,12 @@ class Plan:
     scaleSeconds: float
     window: int = 4
     retryNoisy: bool = True
+    handshakeProfileClients: int = 3000
+    handshakeProfileSeconds: float = 5
 
 
-FULL = Plan(fanClients=1000, senders=10, fanSeconds=10, rateSeconds=10, rate=50,
-            echoClients=50, echoSeconds=8, idleClients=10000, idleRooms=100,
+FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
+            echoClients=50, echoSeconds=6, idleClients=10000, idleRooms=100,
             scaleClients=(100, 1000, 5000), scaleSeconds=6)
 QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
@@ -364,7 +366,7 @@ class Bench:
                           concurrency=50, drain=10, settleMax=60,
                           # Our chat's joins are O(room size) each: 5,000
                           # clients take minutes to join one room.
-                          connectTimeout=min(180, 30 + clients / 25))
+                          connectTimeout=min(150, 30 + clients / 25))
             run = self._quietest(lambda: self._with(
                 make(), config, timeLimit=config["connectTimeout"] + 120 + 2 * seconds,
                 onMark=onMark), retry=clients <= 1000 and onMark is None)
@@ -416,15 +418,19 @@ class Bench:
                      f"{_pct(r['foreign_cpu_share'])}")
         return out
 
-    def idle(self) -> dict[str, Any]:
+    def idle(self, onMark: Callable[[Server, str], None] | None = None, only: str | None = None,
+             clients: int | None = None) -> dict[str, Any]:
         p = self.plan
         out = {}
         for key, make, base in self.chatTargets():
+            if only and key != only:
+                continue
             rooms = p.idleRooms if key == "ours" else 1
             url = base["url"].replace("/bench", "/idle")
-            config = dict(base, url=url, mode="idle", clients=p.idleClients, rooms=rooms,
-                          concurrency=50, hold=2, settleMax=60, quietMs=1000)
-            run = self._with(make(), config, timeLimit=240)
+            config = dict(base, url=url, mode="idle", clients=clients or p.idleClients,
+                          rooms=rooms, concurrency=50, hold=2, settleMax=60, quietMs=1000,
+                          connectTimeout=150)
+            run = self._with(make(), config, timeLimit=240, onMark=onMark)
             r = dict(run.result)
             n = r.get("clients") or 0
             if "settled" in run.marks and n:
@@ -482,19 +488,22 @@ class Bench:
             ("fanout", p.fanSeconds, lambda hook: self.fanout(p.fanClients, p.fanSeconds,
                                                               onMark=hook, only="ours")),
             ("echo", p.echoSeconds, lambda hook: self.echo(onMark=hook, only="ours")),
+            ("handshakes", p.handshakeProfileSeconds,
+             lambda hook: self.idle(onMark=hook, only="ours", clients=p.handshakeProfileClients)),
         ):
             raw = outdir / f"pyspy-{label}.txt"
             spies: list[subprocess.Popen[bytes]] = []
 
             def hook(server: Server, name: str, raw: Path = raw, seconds: float = seconds) -> None:
                 if name == "start":
+                    spies.clear()
                     spies.append(subprocess.Popen(
                         [pyspy, "record", "--pid", str(server.pid), "--duration",
                          str(max(1, int(seconds))), "--rate", "200", "--nonblocking",
                          "--format", "raw", "--nolineno", "--output", str(raw)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                         preexec_fn=_preexec(LOAD_CORE if len(_cores()) > 1 else None)))
-                elif name == "end":
+                elif name in ("end", "connected"):
                     for spy in spies:
                         try:
                             spy.wait(seconds + 15)
@@ -553,10 +562,11 @@ def _frame(frame: str) -> str:
                 path = "stdlib/" + path.split("/", 1)[1]
             break
     else:
-        try:
-            path = str(Path(path).resolve().relative_to(REPO))
-        except ValueError:
-            pass
+        if os.path.isabs(path):
+            try:
+                path = str(Path(path).relative_to(REPO))
+            except ValueError:
+                pass
     return f"{path}:{func}"
 
 
@@ -706,10 +716,10 @@ def profileReport(profiles: dict[str, Any]) -> list[str]:
         out.append(f"py-spy, our server under {label} ({prof['samples']} samples):")
         out.append("  self time:")
         out.extend(f"    {pct:5.1f}%  {f}" for f, pct in prof["self"])
-        out.append("  inclusive (wsservice/ and the autobahn/twisted entry points):")
+        out.append("  inclusive, below the reactor loop (wsservice/, autobahn/, twisted/web):")
         shown = 0
         for f, pct in prof["inclusive"]:
-            if f.startswith(("wsservice/", "autobahn/", "twisted/")) and shown < 20:
+            if pct < 85 and f.startswith(("wsservice/", "autobahn/", "twisted/web/")) and shown < 20:
                 out.append(f"    {pct:5.1f}%  {f}")
                 shown += 1
     return out
