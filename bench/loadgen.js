@@ -243,8 +243,27 @@ function rawConnect(url) {
     sock.setNoDelay(true);
     let head = '', state = 0; // 0: waiting for headers, 1: for the greeting, 2: idle
     sock.on('connect', () => sock.write(request));
+    let frames = Buffer.alloc(0);
+    // Read server frames (unmasked) only to answer pings: an idle client
+    // that never pongs is dropped after --ping-interval + --ping-timeout.
+    const consume = (chunk) => {
+      frames = frames.length ? Buffer.concat([frames, chunk]) : chunk;
+      for (;;) {
+        if (frames.length < 2) return;
+        let len = frames[1] & 0x7f, off = 2;
+        if (len === 126) { if (frames.length < 4) return; len = frames.readUInt16BE(2); off = 4; }
+        else if (len === 127) { if (frames.length < 10) return; len = Number(frames.readBigUInt64BE(2)); off = 10; }
+        if (frames.length < off + len) return;
+        if ((frames[0] & 0x0f) === 0x9 && len <= 125) {
+          // Pong with the ping's payload, masked with a zero key.
+          sock.write(Buffer.concat([Buffer.from([0x8a, 0x80 | len, 0, 0, 0, 0]),
+                                    frames.subarray(off, off + len)]));
+        }
+        frames = frames.subarray(off + len);
+      }
+    };
     sock.on('data', (chunk) => {
-      if (state === 2) { lastOther = performance.now(); return; }
+      if (state === 2) { lastOther = performance.now(); consume(chunk); return; }
       if (state === 0) {
         head += chunk.toString('latin1');
         const end = head.indexOf('\r\n\r\n');
@@ -257,11 +276,14 @@ function rawConnect(url) {
         }
         opened++;
         state = 1;
-        if (head.length === end + 4) return;
+        const rest = Buffer.from(head.slice(end + 4), 'latin1');
+        if (!rest.length) return;
+        chunk = rest;
       }
       state = 2;
       greeted++;
       lastOther = performance.now();
+      consume(chunk);
       resolve(sock);
     });
     sock.on('error', (e) => { error(`socket error: ${e.message}`); resolve(null); });

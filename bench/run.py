@@ -166,12 +166,17 @@ class Server:
             self.proc.wait(10)
 
 
+#: Extra command-line options for our service (--server-arg), e.g. to
+#: measure a proposed option.
+EXTRA_SERVER_ARGS: list[str] = []
+
+
 def ours(python: str) -> Server:
     return Server(
         "wsservice",
         [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
          "wsservice", "--port", "0", "--interface", "127.0.0.1",
-         "--max-connections", "0", "--max-messages-per-second", "0"],
+         "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS],
         r"Site starting on '?(\d+)",
         env={"PYTHONPATH": str(REPO)},
     )
@@ -453,24 +458,29 @@ class Bench:
                      f"{_pct(r.get('foreign_cpu_share'))}")
         return out
 
-    def runAll(self) -> None:
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 7))) -> None:
         p = self.plan
-        self.log(f"[1] chat fan-out, {p.fanClients} clients, {p.senders} senders, max rate")
-        self.results["fanout"] = self.fanout(p.fanClients, p.fanSeconds)
-        self.log(f"[2] chat fan-out, {p.fanClients} clients, fixed {p.rate:g} msg/s")
-        self.results["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate)
-        self.log(f"[3] echo, {p.echoClients} clients, one message in flight each")
-        self.results["echo"] = self.echo()
-        self.log(f"[4] {p.idleClients} idle connections")
-        self.results["idle"] = self.idle()
-        self.log(f"[5] cost per delivery against room size {p.scaleClients}")
-        scale = {}
-        for n in p.scaleClients:
-            if n == p.fanClients:
-                scale[str(n)] = self.results["fanout"]
-            else:
-                scale[str(n)] = self.fanout(n, p.scaleSeconds)
-        self.results["scale"] = scale
+        if 1 in scenarios:
+            self.log(f"[1] chat fan-out, {p.fanClients} clients, {p.senders} senders, max rate")
+            self.results["fanout"] = self.fanout(p.fanClients, p.fanSeconds)
+        if 2 in scenarios:
+            self.log(f"[2] chat fan-out, {p.fanClients} clients, fixed {p.rate:g} msg/s")
+            self.results["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate)
+        if 3 in scenarios:
+            self.log(f"[3] echo, {p.echoClients} clients, one message in flight each")
+            self.results["echo"] = self.echo()
+        if 4 in scenarios:
+            self.log(f"[4] {p.idleClients} idle connections")
+            self.results["idle"] = self.idle()
+        if 5 in scenarios:
+            self.log(f"[5] cost per delivery against room size {p.scaleClients}")
+            scale = {}
+            for n in p.scaleClients:
+                if n == p.fanClients and "fanout" in self.results:
+                    scale[str(n)] = self.results["fanout"]
+                else:
+                    scale[str(n)] = self.fanout(n, p.scaleSeconds)
+            self.results["scale"] = scale
         self.log("[6] --workers 2 with Redis: placeholder, not built yet")
         self.results["workers2_redis"] = None
 
@@ -755,6 +765,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for wsservice and the websockets reference")
     parser.add_argument("--json", type=Path, default=None, help="where to write the raw figures")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6",
+                        help="comma-separated scenario numbers to run (default: all)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra option for our service (repeatable), e.g. "
+                             "--server-arg=--no-connection-log")
     args = parser.parse_args(argv)
 
     node, npm = shutil.which("node"), shutil.which("npm")
@@ -771,8 +786,11 @@ def main(argv: list[str] | None = None) -> int:
     bench = Bench(plan, args.python, node, log)
     log(f"bench: {'quick' if args.quick else 'full'} run, server on core {SERVER_CORE}, "
         f"load generator on core {LOAD_CORE}, node {subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
+    EXTRA_SERVER_ARGS.extend(args.server_arg)
+    if args.server_arg:
+        log(f"our service gets extra options: {' '.join(args.server_arg)}")
     try:
-        bench.runAll()
+        bench.runAll({int(x) for x in args.scenarios.split(",") if x.strip()})
     except BenchError as e:
         bench.errors.append(str(e))
     profiles: dict[str, Any] = {}
