@@ -1,0 +1,342 @@
+// Load generator for bench/run.py: one Node process, the `ws` client, the
+// same code for every server under test.
+//
+//   node loadgen.js '<json config>'
+//
+// Writes to stdout, one per line:
+//   MARK <name>        phase boundaries; run.py samples the server's
+//                      /proc/<pid>/stat and VmRSS when it reads them
+//   RESULT <json>      the figures, last line
+//   ERROR <text>       anything unexpected (unexpected closes, bad frames)
+//
+// Every phase is bounded in time; the process exits by itself.
+'use strict';
+
+const path = require('path');
+const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
+const { performance } = require('perf_hooks');
+
+const cfg = JSON.parse(process.argv[2]);
+const MARKER = 'B~';
+const SIZE = cfg.size || 64;
+
+function mark(name) { process.stdout.write(`MARK ${name}\n`); }
+const errors = [];
+function error(text) {
+  if (errors.length < 20) process.stdout.write(`ERROR ${text}\n`);
+  errors.push(text);
+}
+function nowUs() { return Math.round(performance.now() * 1000); }
+function sleep(ms) { return new Promise((r) => setTimeout(r, ms)); }
+
+// Latency histogram: 10 µs buckets to 20 ms, then 1 ms buckets to 60 s.
+class Histogram {
+  constructor() { this.fine = new Float64Array(2000); this.coarse = new Float64Array(60000); this.n = 0; }
+  add(us) {
+    this.n++;
+    if (us < 20000) this.fine[Math.max(0, Math.floor(us / 10))]++;
+    else this.coarse[Math.min(59999, Math.floor(us / 1000))]++;
+  }
+  quantile(q) {
+    if (!this.n) return null;
+    let want = q * this.n, seen = 0;
+    for (let i = 0; i < this.fine.length; i++) { seen += this.fine[i]; if (seen >= want) return (i + 0.5) * 10; }
+    for (let i = 20; i < this.coarse.length; i++) { seen += this.coarse[i]; if (seen >= want) return (i + 0.5) * 1000; }
+    return 60e6;
+  }
+}
+
+// A bench message: exactly SIZE bytes, JSON-safe, "B~sender~seq~time~....".
+function payload(sender, seq) {
+  const head = `${MARKER}${sender}~${seq}~${nowUs()}~`;
+  return head + '.'.repeat(Math.max(0, SIZE - head.length));
+}
+// Parse "B~sender~seq~time~" out of a frame (ours wraps it in JSON, the Node
+// reference relays it raw); null if the frame is not a bench message.
+function parse(text) {
+  const i = text.indexOf(MARKER);
+  if (i < 0) return null;
+  const a = text.indexOf('~', i + 2), b = text.indexOf('~', a + 1), c = text.indexOf('~', b + 1);
+  if (a < 0 || b < 0 || c < 0) return null;
+  return { sender: +text.slice(i + 2, a), seq: +text.slice(a + 1, b), t: +text.slice(b + 1, c) };
+}
+// What the client sends: ours takes the seed's JSON {"name","message"};
+// the Node reference gets the same bytes and relays them unchanged.
+function wrap(message) { return cfg.raw ? message : JSON.stringify({ name: 'b', message }); }
+
+let lastOther = 0; // time (ms) a non-bench frame last arrived
+let greeted = 0;
+let opened = 0;
+let closedUnexpectedly = 0;
+let stopping = false;
+
+function connect(url, onMessage) {
+  return new Promise((resolve) => {
+    const ws = cfg.protocol ? new WebSocket(url, cfg.protocol, { perMessageDeflate: false })
+                            : new WebSocket(url, { perMessageDeflate: false });
+    let done = false;
+    const finish = (v) => { if (!done) { done = true; resolve(v); } };
+    ws.on('open', () => { opened++; if (cfg.mode === 'echo') { greeted++; finish(ws); } });
+    ws.on('message', (data, isBinary) => {
+      const text = data.toString();
+      if (!done) {
+        greeted++;
+        finish(ws);
+        lastOther = performance.now();
+        return;
+      }
+      onMessage(ws, text);
+    });
+    ws.on('error', (e) => { error(`socket error: ${e.message}`); finish(null); });
+    ws.on('close', (code) => {
+      if (!stopping) { closedUnexpectedly++; error(`unexpected close ${code}`); }
+      finish(null);
+    });
+  });
+}
+
+async function connectAll(n, urlFor, onMessage, concurrency) {
+  const sockets = new Array(n);
+  let next = 0;
+  const deadline = performance.now() + (cfg.connectTimeout || 120) * 1000;
+  async function worker() {
+    while (next < n && performance.now() < deadline) {
+      const i = next++;
+      sockets[i] = await connect(urlFor(i), onMessage);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  return sockets.filter(Boolean);
+}
+
+// Wait until no non-bench frame (joins, welcomes) arrived for `quietMs`.
+async function settle(quietMs, maxMs) {
+  const end = performance.now() + maxMs;
+  while (performance.now() < end && performance.now() - lastOther < quietMs) await sleep(50);
+}
+
+function cpuMs(before) {
+  const u = process.cpuUsage(before);
+  return (u.user + u.system) / 1000;
+}
+
+async function fanout() {
+  const n = cfg.clients, S = cfg.senders;
+  const hist = new Histogram();
+  let received = 0, inWindow = false, windowReceived = 0;
+  const outstanding = new Int32Array(S);
+  const sent = new Int32Array(S);
+  let sending = false;
+  let senders = [];
+  function sendOne(s) {
+    senders[s].send(wrap(payload(s, sent[s])));
+    sent[s]++;
+    outstanding[s]++;
+  }
+  const onMessage = (ws, text) => {
+    const m = parse(text);
+    if (m === null) { lastOther = performance.now(); return; }
+    received++;
+    if (inWindow) { windowReceived++; hist.add(nowUs() - m.t); }
+    if (ws.benchSender === m.sender) {
+      outstanding[m.sender]--;
+      if (sending && !cfg.rate) sendOne(m.sender);
+    }
+  };
+  const t0 = performance.now();
+  const sockets = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
+  const connectSecs = (performance.now() - t0) / 1000;
+  if (sockets.length < n) error(`only ${sockets.length}/${n} clients connected`);
+  await settle(cfg.quietMs || 500, (cfg.settleMax || 60) * 1000);
+  const settleSecs = (performance.now() - t0) / 1000 - connectSecs;
+  senders = sockets.slice(0, S);
+  senders.forEach((ws, s) => { ws.benchSender = s; });
+  // Warm up briefly outside the measured window.
+  sending = true;
+  let timer = null;
+  if (cfg.rate) {
+    const start = performance.now();
+    let due = 0;
+    timer = setInterval(() => {
+      const total = Math.floor(((performance.now() - start) / 1000) * cfg.rate);
+      while (due < total) { sendOne(due % S); due++; }
+    }, 5);
+  } else {
+    for (let s = 0; s < S; s++) for (let w = 0; w < (cfg.window || 4); w++) sendOne(s);
+  }
+  await sleep((cfg.warmup || 1) * 1000);
+  const sentBefore = sent.reduce((a, b) => a + b, 0);
+  const cpu0 = process.cpuUsage();
+  const w0 = performance.now();
+  inWindow = true;
+  mark('start');
+  await sleep(cfg.duration * 1000);
+  mark('end');
+  inWindow = false;
+  const wall = (performance.now() - w0) / 1000;
+  const lgCpu = cpuMs(cpu0) / 1000;
+  const sentInWindow = sent.reduce((a, b) => a + b, 0) - sentBefore;
+  sending = false;
+  if (timer) clearInterval(timer);
+  const totalSent = sent.reduce((a, b) => a + b, 0);
+  const expected = totalSent * sockets.length;
+  // Drain: wait for every copy of every message, bounded.
+  const drainEnd = performance.now() + (cfg.drain || 10) * 1000;
+  while (received < expected && performance.now() < drainEnd) await sleep(20);
+  stopping = true;
+  return {
+    clients: sockets.length, senders: S, connect_s: connectSecs, settle_s: settleSecs,
+    window_s: wall, sent_in_window: sentInWindow, deliveries_in_window: windowReceived,
+    deliveries_per_s: windowReceived / wall, msgs_per_s: sentInWindow / wall,
+    p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99),
+    sent: totalSent, expected, received, lost: expected - received,
+    loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
+  };
+}
+
+async function echo() {
+  const n = cfg.clients;
+  const hist = new Histogram();
+  let inWindow = false, trips = 0, running = true;
+  const onMessage = (ws, text) => {
+    const m = parse(text);
+    if (m === null) { error('echo: unexpected frame'); return; }
+    if (inWindow) { trips++; hist.add(nowUs() - m.t); }
+    if (running) ws.send(payload(ws.benchIndex, m.seq + 1));
+  };
+  const sockets = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
+  if (sockets.length < n) error(`only ${sockets.length}/${n} clients connected`);
+  sockets.forEach((ws, i) => { ws.benchIndex = i; ws.send(payload(i, 0)); });
+  await sleep((cfg.warmup || 1) * 1000);
+  const cpu0 = process.cpuUsage();
+  const w0 = performance.now();
+  inWindow = true;
+  mark('start');
+  await sleep(cfg.duration * 1000);
+  mark('end');
+  inWindow = false;
+  const wall = (performance.now() - w0) / 1000;
+  const lgCpu = cpuMs(cpu0) / 1000;
+  running = false;
+  await sleep(200);
+  stopping = true;
+  return {
+    clients: sockets.length, window_s: wall, round_trips: trips, round_trips_per_s: trips / wall,
+    p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99),
+    loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
+  };
+}
+
+// Idle connections use a raw TCP client that writes a fixed upgrade request
+// and waits for the 101 and the first frame (the greeting): the `ws` client
+// spends ~400 us of CPU per handshake, which would cap the measurement at
+// ~2,500 handshakes/s on one core, below the 5,000/s target.
+const net = require('net');
+function rawConnect(url) {
+  const u = new URL(url);
+  const request = `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+    'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+    'Sec-WebSocket-Version: 13\r\n' +
+    (cfg.protocol ? `Sec-WebSocket-Protocol: ${cfg.protocol}\r\n` : '') + '\r\n';
+  return new Promise((resolve) => {
+    const sock = net.connect({ host: u.hostname, port: +u.port });
+    sock.setNoDelay(true);
+    let head = '', state = 0; // 0: waiting for headers, 1: for the greeting, 2: idle
+    sock.on('connect', () => sock.write(request));
+    let frames = Buffer.alloc(0);
+    // Read server frames (unmasked) only to answer pings: an idle client
+    // that never pongs is dropped after --ping-interval + --ping-timeout.
+    const consume = (chunk) => {
+      frames = frames.length ? Buffer.concat([frames, chunk]) : chunk;
+      for (;;) {
+        if (frames.length < 2) return;
+        let len = frames[1] & 0x7f, off = 2;
+        if (len === 126) { if (frames.length < 4) return; len = frames.readUInt16BE(2); off = 4; }
+        else if (len === 127) { if (frames.length < 10) return; len = Number(frames.readBigUInt64BE(2)); off = 10; }
+        if (frames.length < off + len) return;
+        if ((frames[0] & 0x0f) === 0x9 && len <= 125) {
+          // Pong with the ping's payload, masked with a zero key.
+          sock.write(Buffer.concat([Buffer.from([0x8a, 0x80 | len, 0, 0, 0, 0]),
+                                    frames.subarray(off, off + len)]));
+        }
+        frames = frames.subarray(off + len);
+      }
+    };
+    sock.on('data', (chunk) => {
+      if (state === 2) { lastOther = performance.now(); consume(chunk); return; }
+      if (state === 0) {
+        head += chunk.toString('latin1');
+        const end = head.indexOf('\r\n\r\n');
+        if (end < 0) return;
+        if (!head.startsWith('HTTP/1.1 101')) {
+          error(`handshake refused: ${head.split('\r\n')[0]}`);
+          sock.destroy();
+          resolve(null);
+          return;
+        }
+        opened++;
+        state = 1;
+        const rest = Buffer.from(head.slice(end + 4), 'latin1');
+        if (!rest.length) return;
+        chunk = rest;
+      }
+      state = 2;
+      greeted++;
+      lastOther = performance.now();
+      consume(chunk);
+      resolve(sock);
+    });
+    sock.on('error', (e) => { error(`socket error: ${e.message}`); resolve(null); });
+    sock.on('close', () => {
+      if (!stopping) { closedUnexpectedly++; error('unexpected close'); }
+      resolve(null);
+    });
+  });
+}
+
+async function idle() {
+  const n = cfg.clients;
+  const rooms = cfg.rooms || 1;
+  const urlFor = (i) => (rooms > 1 ? `${cfg.url}-${i % rooms}` : cfg.url);
+  const cpu0 = process.cpuUsage();
+  mark('start');
+  const t0 = performance.now();
+  const sockets = [];
+  let next = 0;
+  const deadline = t0 + (cfg.connectTimeout || 120) * 1000;
+  async function worker() {
+    while (next < n && performance.now() < deadline) {
+      const s = await rawConnect(urlFor(next++));
+      if (s) sockets.push(s);
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(cfg.concurrency || 50, n) }, worker));
+  const secs = (performance.now() - t0) / 1000;
+  mark('connected');
+  const lgCpu = cpuMs(cpu0) / 1000;
+  if (sockets.length < n) error(`only ${sockets.length}/${n} clients connected`);
+  await settle(cfg.quietMs || 1000, (cfg.settleMax || 30) * 1000);
+  await sleep((cfg.hold || 2) * 1000);
+  mark('settled');
+  await sleep(300);
+  stopping = true;
+  return {
+    clients: sockets.length, connect_s: secs, handshakes_per_s: sockets.length / secs,
+    loadgen_cpu_share: lgCpu / secs, unexpected_closes: closedUnexpectedly,
+  };
+}
+
+const hardStop = setTimeout(() => {
+  error(`loadgen hard time limit ${cfg.timeLimit || 300}s reached`);
+  process.stdout.write(`RESULT ${JSON.stringify({ errors })}\n`);
+  process.exit(2);
+}, (cfg.timeLimit || 300) * 1000);
+
+({ fanout, echo, idle })[cfg.mode]().then((result) => {
+  result.errors = errors;
+  process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
+  clearTimeout(hardStop);
+}, (e) => {
+  error(`loadgen failed: ${e.stack}`);
+  process.stdout.write(`RESULT ${JSON.stringify({ errors })}\n`, () => process.exit(1));
+});

@@ -1,0 +1,887 @@
+#!/usr/bin/env python3
+"""
+Benchmark wsservice against the reference Node C{ws} servers, in one run.
+
+    python bench/run.py            # the full run (~6-8 minutes)
+    python bench/run.py --quick    # tiny client counts, ~15 s (the smoke test)
+
+Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
+missing), starts each server pinned to core 0 and the Node load generator
+(C{bench/loadgen.js}) pinned to core 1, measures the server's CPU from
+C{/proc/<pid>/stat} (utime+stime) and its memory from C{VmRSS}, and prints a
+table of absolute figures and ratios (ours / reference).  The raw figures go
+to C{bench/results-<time>.json} (git-ignored).
+
+Scenarios: 1) chat fan-out at the rate the server sustains; 2) the same at a
+fixed 50 msg/s; 3) echo round trips (Node C{ws} and Python C{websockets} as
+references); 4) idle connections: handshakes/s and memory per connection;
+5) cost per delivery against room size; 6) --workers 2 with Redis: a
+placeholder, not built yet.  C{--profile} (on by default in the full run when
+py-spy is installed) re-runs 1 and 3 on our server under C{py-spy record} and
+prints the hottest functions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import queue
+import re
+import resource
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+SERVERS = BENCH / "servers"
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+SERVER_CORE, LOAD_CORE = 0, 1
+#: Share of the server core taken by other processes above which a cheap
+#: measurement is repeated once.
+NOISY = 0.35
+
+
+class BenchError(RuntimeError):
+    pass
+
+
+# -- processes ----------------------------------------------------------------
+
+def _cores() -> set[int]:
+    try:
+        return os.sched_getaffinity(0)
+    except AttributeError:  # not Linux
+        return set()
+
+
+def _preexec(core: int | None) -> Callable[[], None]:
+    def setup() -> None:
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        want = hard if hard != resource.RLIM_INFINITY else 65536
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
+        if core is not None:
+            os.sched_setaffinity(0, {core})
+    return setup
+
+
+def cpuSeconds(pid: int) -> float:
+    """
+    utime + stime of C{pid}, in seconds.
+    """
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rssKiB(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise BenchError(f"no VmRSS for {pid}")
+
+
+def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
+    """
+    Busy and softirq seconds of each core since boot, from /proc/stat: what
+    else ran on the benchmark's cores (the machine may be shared), and the
+    kernel's network receive work, which is not charged to any process.
+    """
+    busy, soft = {}, {}
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith("cpu") and line[3].isdigit():
+                name, *ticks = line.split()
+                user, nice, system, idle, iowait, irq, softirq, steal = map(int, ticks[:8])
+                busy[int(name[3:])] = (user + nice + system + irq + softirq + steal) / TICK
+                soft[int(name[3:])] = softirq / TICK
+    return busy, soft
+
+
+def sample(pid: int) -> dict[str, Any]:
+    busy, soft = coreBusy()
+    return {"t": time.monotonic(), "cpu": cpuSeconds(pid), "rss": rssKiB(pid), "cores": busy,
+            "softirq": soft}
+
+
+class Server:
+    """
+    A server under test in a child process pinned to the server core; its
+    output is drained by a thread and kept for error reports.
+    """
+
+    def __init__(self, name: str, argv: list[str], ready: str, env: dict[str, str] | None = None,
+                 pin: bool = True) -> None:
+        self.name = name
+        self.argv = argv
+        self.ready = re.compile(ready)
+        self.env = env
+        self.pin = pin
+        self.lines: list[str] = []
+        self.port: int | None = None
+        self.proc: subprocess.Popen[str] | None = None
+        self._portSeen = threading.Event()
+
+    def start(self, timeout: float = 30) -> "Server":
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
+        self.proc = subprocess.Popen(
+            self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            text=True, env=env, cwd=str(REPO),
+            preexec_fn=_preexec(SERVER_CORE if self.pin else None),
+        )
+        threading.Thread(target=self._pump, daemon=True).start()
+        if not self._portSeen.wait(timeout) or self.port is None:
+            self.stop()
+            raise BenchError(f"{self.name} did not start:\n" + "\n".join(self.lines[-30:]))
+        return self
+
+    def _pump(self) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            if len(self.lines) < 2000:
+                self.lines.append(line.rstrip())
+            if self.port is None:
+                m = self.ready.search(line)
+                if m:
+                    self.port = int(m.group(1))
+                    self._portSeen.set()
+        self._portSeen.set()
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+#: Extra command-line options for our service (--server-arg), e.g. to
+#: measure a proposed option.
+EXTRA_SERVER_ARGS: list[str] = []
+
+
+def ours(python: str) -> Server:
+    return Server(
+        "wsservice",
+        [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+         "wsservice", "--port", "0", "--interface", "127.0.0.1",
+         "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS],
+        r"Site starting on '?(\d+)",
+        env={"PYTHONPATH": str(REPO)},
+    )
+
+
+def nodeBroadcast(node: str) -> Server:
+    return Server("node-ws broadcast", [node, str(SERVERS / "node_broadcast.js"), "--port", "0"],
+                  r"listening (\d+)")
+
+
+def nodeEcho(node: str) -> Server:
+    return Server("node-ws echo", [node, str(SERVERS / "node_echo.js"), "--port", "0"],
+                  r"listening (\d+)")
+
+
+def websocketsEcho(python: str) -> Server:
+    return Server("websockets echo", [python, str(SERVERS / "websockets_echo.py"), "--port", "0"],
+                  r"listening (\d+)")
+
+
+@dataclass
+class LoadRun:
+    result: dict[str, Any]
+    marks: dict[str, dict[str, float]]
+    baseline: dict[str, float]
+    errors: list[str] = field(default_factory=list)
+
+    def cpu(self, a: str = "start", b: str = "end") -> float:
+        return self.marks[b]["cpu"] - self.marks[a]["cpu"]
+
+    def wall(self, a: str = "start", b: str = "end") -> float:
+        return self.marks[b]["t"] - self.marks[a]["t"]
+
+    def foreign(self, a: str = "start", b: str = "end") -> float | None:
+        """
+        Share of the server core spent on anything but the server during the
+        window (other processes on a shared machine, interrupts).
+        """
+        try:
+            busy = self.marks[b]["cores"][SERVER_CORE] - self.marks[a]["cores"][SERVER_CORE]
+        except KeyError:
+            return None
+        wall = self.wall(a, b)
+        return max(0.0, (busy - self.cpu(a, b)) / wall) if wall else None
+
+    def softirq(self, a: str = "start", b: str = "end") -> float | None:
+        """
+        Softirq seconds on the server core during the window: loopback TCP
+        receive processing for the frames the server sends, which Linux does
+        not charge to the server process.
+        """
+        try:
+            return self.marks[b]["softirq"][SERVER_CORE] - self.marks[a]["softirq"][SERVER_CORE]
+        except KeyError:
+            return None
+
+
+def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
+            onMark: Callable[[str], None] | None = None) -> LoadRun:
+    """
+    Run the load generator against C{server}; sample the server at every
+    MARK line the generator prints.
+    """
+    config = dict(config, timeLimit=timeLimit)
+    baseline = sample(server.pid)
+    proc = subprocess.Popen(
+        [node, str(BENCH / "loadgen.js"), json.dumps(config)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+        preexec_fn=_preexec(LOAD_CORE if len(_cores()) > 1 else None),
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert proc.stdout
+        for line in proc.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    marks: dict[str, dict[str, float]] = {}
+    errors: list[str] = []
+    result: dict[str, Any] | None = None
+    other: list[str] = []
+    deadline = time.monotonic() + timeLimit + 15
+    try:
+        while time.monotonic() < deadline:
+            try:
+                line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            if line.startswith("MARK "):
+                name = line[5:].strip()
+                if server.alive():
+                    marks[name] = sample(server.pid)
+                if onMark:
+                    onMark(name)
+            elif line.startswith("RESULT "):
+                result = json.loads(line[7:])
+            elif line.startswith("ERROR "):
+                errors.append(line[6:])
+            else:
+                other.append(line)
+    finally:
+        if proc.poll() is None:
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    if not server.alive():
+        errors.append(f"{server.name} exited: " + " | ".join(server.lines[-5:]))
+    if result is None:
+        raise BenchError(f"load generator gave no result against {server.name}:\n"
+                         + "\n".join((errors + other)[-30:]))
+    errors.extend(e for e in result.get("errors", []) if e not in errors)
+    return LoadRun(result, marks, baseline, errors)
+
+
+# -- the scenarios ------------------------------------------------------------
+
+@dataclass
+class Plan:
+    fanClients: int
+    senders: int
+    fanSeconds: float
+    rateSeconds: float
+    rate: float
+    echoClients: int
+    echoSeconds: float
+    idleClients: int
+    idleRooms: int
+    scaleClients: tuple[int, ...]
+    scaleSeconds: float
+    window: int = 4
+    retryNoisy: bool = True
+    handshakeProfileClients: int = 3000
+    handshakeProfileSeconds: float = 5
+
+
+FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
+            echoClients=50, echoSeconds=6, idleClients=10000, idleRooms=100,
+            scaleClients=(100, 1000, 5000), scaleSeconds=6)
+QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
+             echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
+             scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False)
+
+
+class Bench:
+    def __init__(self, plan: Plan, python: str, node: str, log: Callable[[str], None]) -> None:
+        self.plan = plan
+        self.python = python
+        self.node = node
+        self.log = log
+        self.results: dict[str, Any] = {}
+        self.errors: list[str] = []
+        self.notes: list[str] = []
+
+    def _with(self, server: Server, config: dict[str, Any], timeLimit: float,
+              onMark: Callable[[Server, str], None] | None = None) -> LoadRun:
+        server.start()
+        try:
+            config = dict(config, url=config["url"].replace("PORT", str(server.port)))
+            run = runLoad(self.node, server, config, timeLimit,
+                          (lambda name: onMark(server, name)) if onMark else None)
+        finally:
+            server.stop()
+        for e in run.errors:
+            self.errors.append(f"{server.name}: {e}")
+        return run
+
+    def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
+        """
+        Measure; if something else took more than L{NOISY} of the server core
+        during the window (a shared machine), measure once more and keep the
+        quieter run.  Every attempt is logged.
+        """
+        run = measure()
+        if retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
+            self.log(f"    (other load {_pct(run.foreign())} on the server core; measuring again)")
+            again = measure()
+            if (again.foreign() or 0) < (run.foreign() or 0):
+                run = again
+        return run
+
+    def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
+        return [
+            ("ours", lambda: ours(self.python),
+             {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"}),
+            ("node", lambda: nodeBroadcast(self.node), {"url": "ws://127.0.0.1:PORT/"}),
+        ]
+
+    def fanout(self, clients: int, seconds: float, rate: float = 0,
+               onMark: Callable[[Server, str], None] | None = None,
+               only: str | None = None) -> dict[str, Any]:
+        p = self.plan
+        out = {}
+        for key, make, base in self.chatTargets():
+            if only and key != only:
+                continue
+            config = dict(base, mode="fanout", clients=clients, senders=p.senders, rate=rate,
+                          window=p.window, duration=seconds, warmup=1 if seconds > 2 else 0.5,
+                          concurrency=50, drain=10, settleMax=60,
+                          # Our chat's joins are O(room size) each: 5,000
+                          # clients take minutes to join one room.
+                          connectTimeout=min(150, 30 + clients / 25))
+            run = self._quietest(lambda: self._with(
+                make(), config, timeLimit=config["connectTimeout"] + 120 + 2 * seconds,
+                onMark=onMark), retry=clients <= 1000 and onMark is None)
+            r = dict(run.result)
+            cpu, wall = run.cpu(), run.wall()
+            r["server_cpu_s"] = cpu
+            r["server_cpu_share"] = cpu / wall if wall else None
+            d = r.get("deliveries_in_window") or 0
+            r["cpu_us_per_delivery"] = cpu / d * 1e6 if d else None
+            r["foreign_cpu_share"] = run.foreign()
+            soft = run.softirq()
+            r["softirq_share"] = soft / wall if soft is not None and wall else None
+            r["cpu_us_per_delivery_with_softirq"] = (
+                (cpu + soft) / d * 1e6 if d and soft is not None else None)
+            out[key] = r
+            self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
+                     f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
+                     f"{_f(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {_ms(r.get('p50_us'))} "
+                     f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
+                     f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
+                     f"other load on server core {_pct(r['foreign_cpu_share'])}, "
+                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s")
+        return out
+
+    def echo(self, onMark: Callable[[Server, str], None] | None = None,
+             only: str | None = None) -> dict[str, Any]:
+        p = self.plan
+        targets = [
+            ("ours", lambda: ours(self.python), {"url": "ws://127.0.0.1:PORT/", "protocol": "echo"}),
+            ("node", lambda: nodeEcho(self.node), {"url": "ws://127.0.0.1:PORT/"}),
+            ("websockets", lambda: websocketsEcho(self.python), {"url": "ws://127.0.0.1:PORT/"}),
+        ]
+        out = {}
+        for key, make, base in targets:
+            if only and key != only:
+                continue
+            config = dict(base, mode="echo", clients=p.echoClients, duration=p.echoSeconds,
+                          warmup=1 if p.echoSeconds > 2 else 0.5)
+            try:
+                run = self._quietest(lambda: self._with(
+                    make(), config, timeLimit=60 + p.echoSeconds, onMark=onMark),
+                    retry=onMark is None)
+            except BenchError as e:
+                if key != "websockets":
+                    raise
+                # The third reference is optional (websockets comes with
+                # the test extras).
+                self.notes.append(f"Python websockets reference skipped: {e}")
+                self.log(f"  websockets echo: skipped ({str(e).splitlines()[0]})")
+                continue
+            r = dict(run.result)
+            cpu, wall = run.cpu(), run.wall()
+            r["server_cpu_share"] = cpu / wall if wall else None
+            trips = r.get("round_trips") or 0
+            r["cpu_us_per_round_trip"] = cpu / trips * 1e6 if trips else None
+            r["foreign_cpu_share"] = run.foreign()
+            soft = run.softirq()
+            r["softirq_share"] = soft / wall if soft is not None and wall else None
+            out[key] = r
+            self.log(f"  {key:10} echo: {r.get('round_trips_per_s', 0):,.0f} round trips/s, "
+                     f"{_f(r['cpu_us_per_round_trip'])} us CPU/trip, p99 {_ms(r.get('p99_us'))}, "
+                     f"server CPU {_pct(r['server_cpu_share'])}, loadgen CPU "
+                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{_pct(r['foreign_cpu_share'])}")
+        return out
+
+    def idle(self, onMark: Callable[[Server, str], None] | None = None, only: str | None = None,
+             clients: int | None = None) -> dict[str, Any]:
+        p = self.plan
+        out = {}
+        for key, make, base in self.chatTargets():
+            if only and key != only:
+                continue
+            rooms = p.idleRooms if key == "ours" else 1
+            url = base["url"].replace("/bench", "/idle")
+            config = dict(base, url=url, mode="idle", clients=clients or p.idleClients,
+                          rooms=rooms, concurrency=50, hold=2, settleMax=60, quietMs=1000,
+                          connectTimeout=150)
+            run = self._with(make(), config, timeLimit=240, onMark=onMark)
+            r = dict(run.result)
+            n = r.get("clients") or 0
+            if "settled" in run.marks and n:
+                grew = run.marks["settled"]["rss"] - run.baseline["rss"]
+                r["rss_base_kib"] = run.baseline["rss"]
+                r["rss_settled_kib"] = run.marks["settled"]["rss"]
+                r["kib_per_connection"] = grew / n
+            else:
+                r["kib_per_connection"] = None
+            r["rooms"] = rooms
+            if "connected" in run.marks:
+                cpu = run.cpu("start", "connected")
+                r["server_cpu_us_per_handshake"] = cpu / n * 1e6 if n else None
+                r["foreign_cpu_share"] = run.foreign("start", "connected")
+            out[key] = r
+            self.log(f"  {key:5} idle {n} connections in {rooms} room(s): "
+                     f"{r.get('handshakes_per_s', 0):,.0f} handshakes/s, "
+                     f"{_f(r['kib_per_connection'])} KiB/connection, loadgen CPU "
+                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{_pct(r.get('foreign_cpu_share'))}")
+        return out
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 7))) -> None:
+        """
+        Run the scenarios; one that fails is reported and the rest still run.
+        """
+        for number in sorted(scenarios):
+            try:
+                self._scenario(number)
+            except BenchError as e:
+                self.errors.append(f"scenario {number}: {e}")
+                self.log(f"  scenario {number} failed: {str(e).splitlines()[0]}")
+
+    def _scenario(self, number: int) -> None:
+        p = self.plan
+        scenarios = {number}
+        if 1 in scenarios:
+            self.log(f"[1] chat fan-out, {p.fanClients} clients, {p.senders} senders, max rate")
+            self.results["fanout"] = self.fanout(p.fanClients, p.fanSeconds)
+        if 2 in scenarios:
+            self.log(f"[2] chat fan-out, {p.fanClients} clients, fixed {p.rate:g} msg/s")
+            self.results["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate)
+        if 3 in scenarios:
+            self.log(f"[3] echo, {p.echoClients} clients, one message in flight each")
+            self.results["echo"] = self.echo()
+        if 4 in scenarios:
+            self.log(f"[4] {p.idleClients} idle connections")
+            self.results["idle"] = self.idle()
+        if 5 in scenarios:
+            self.log(f"[5] cost per delivery against room size {p.scaleClients}")
+            scale = {}
+            for n in p.scaleClients:
+                if n == p.fanClients and "fanout" in self.results:
+                    scale[str(n)] = self.results["fanout"]
+                else:
+                    scale[str(n)] = self.fanout(n, p.scaleSeconds)
+            self.results["scale"] = scale
+        if 6 in scenarios:
+            # PLACEHOLDER: --workers 2 with rooms shared through Redis is not
+            # built yet.  When it is: start our service with --workers 2
+            # --broker redis://127.0.0.1:<port>/0 against a redis-server on
+            # the server core and repeat scenarios 1 and 4 against it.
+            self.log("[6] --workers 2 with Redis: placeholder, not built yet")
+            self.results["workers2_redis"] = None
+
+    # -- profiling ------------------------------------------------------------
+
+    def profile(self, pyspy: str, outdir: Path) -> dict[str, Any]:
+        """
+        Re-run scenarios 1 and 3 against our server with py-spy attached for
+        the measured window; summarise the hottest functions.
+        """
+        outdir.mkdir(parents=True, exist_ok=True)
+        profiles: dict[str, Any] = {}
+        p = self.plan
+        for label, seconds, runner in (
+            ("fanout", p.fanSeconds, lambda hook: self.fanout(p.fanClients, p.fanSeconds,
+                                                              onMark=hook, only="ours")),
+            ("echo", p.echoSeconds, lambda hook: self.echo(onMark=hook, only="ours")),
+            ("handshakes", p.handshakeProfileSeconds,
+             lambda hook: self.idle(onMark=hook, only="ours", clients=p.handshakeProfileClients)),
+        ):
+            raw = outdir / f"pyspy-{label}.txt"
+            spies: list[subprocess.Popen[bytes]] = []
+
+            def hook(server: Server, name: str, raw: Path = raw, seconds: float = seconds) -> None:
+                if name == "start":
+                    spies.clear()
+                    spies.append(subprocess.Popen(
+                        [pyspy, "record", "--pid", str(server.pid), "--duration",
+                         str(max(1, int(seconds))), "--rate", "200", "--nonblocking",
+                         "--format", "raw", "--nolineno", "--output", str(raw)],
+                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                        preexec_fn=_preexec(LOAD_CORE if len(_cores()) > 1 else None)))
+                elif name in ("end", "connected"):
+                    for spy in spies:
+                        try:
+                            spy.wait(seconds + 15)
+                        except subprocess.TimeoutExpired:
+                            spy.kill()
+
+            self.log(f"  profiling our server under {label} (py-spy, 200 Hz)")
+            runner(hook)
+            if raw.exists():
+                profiles[label] = summariseProfile(raw.read_text())
+                profiles[label]["raw"] = str(raw.relative_to(REPO))
+            else:
+                # py-spy needs ptrace rights (CAP_SYS_PTRACE in containers).
+                self.notes.append(f"py-spy wrote no profile for {label} (ptrace not permitted?)")
+        return profiles
+
+
+def summariseProfile(text: str, top: int = 15) -> dict[str, Any]:
+    """
+    Self and inclusive sample shares per function from py-spy's raw
+    (collapsed stacks) output.
+    """
+    selfs: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        selfs[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    pct = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
+    return {
+        "samples": total,
+        "self": [(f, pct(c)) for f, c in selfs.most_common(top)],
+        "inclusive": [(f, pct(c)) for f, c in incl.most_common(top * 3)],
+    }
+
+
+def _frame(frame: str) -> str:
+    """
+    C{"sendPreparedMessage (autobahn/websocket/protocol.py)"} as
+    C{autobahn/websocket/protocol.py:sendPreparedMessage}.
+    """
+    m = re.match(r"(.*) \((.*)\)$", frame.strip())
+    if not m:
+        return frame.strip()
+    func, path = m.groups()
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            if marker == "/lib/python3":
+                path = "stdlib/" + path.split("/", 1)[1]
+            break
+    else:
+        if os.path.isabs(path):
+            try:
+                path = str(Path(path).relative_to(REPO))
+            except ValueError:
+                pass
+    return f"{path}:{func}"
+
+
+# -- the report ---------------------------------------------------------------
+
+def _f(x: Any, digits: int = 1) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, (int, float)) and abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def _ms(us: Any) -> str:
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+def _pct(x: Any) -> str:
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if a is None or b in (None, 0):
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table(results: dict[str, Any], plan: Plan) -> list[str]:
+    rows: list[tuple[str, ...]] = []
+    header = ("Scenario / metric", "wsservice", "Node ws", "ours / Node", "Target", "Met")
+
+    def row(label: str, a: Any, b: Any, target: str = "", ok: bool | None = None,
+            fmt: Callable[[Any], str] = _f) -> None:
+        rows.append((label, fmt(a), fmt(b), _ratio(a, b), target,
+                     "" if ok is None else ("yes" if ok else "**no**")))
+
+    def ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
+        if a is None or b in (None, 0):
+            return None
+        return test(a / b)
+
+    fo = results.get("fanout", {})
+    o, n = fo.get("ours", {}), fo.get("node", {})
+    c = plan.fanClients
+    row(f"1 fan-out ({c} clients, {plan.senders} senders): deliveries/s",
+        o.get("deliveries_per_s"), n.get("deliveries_per_s"), ">= 1.0x",
+        ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
+    row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
+        n.get("cpu_us_per_delivery"), "<= 0.9x",
+        ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
+        fmt=lambda x: _f(x, 2))
+    row("1 fan-out: same + all softirq on the server core (us)",
+        o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
+        "", None, fmt=lambda x: _f(x, 2))
+    row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
+        None if o.get("lost") is None else (o.get("lost") == 0), fmt=lambda x: "-" if x is None else str(x))
+    row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
+    row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    row("1 fan-out: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=_pct)
+    row("1 fan-out: softirq on the server core (part of other load)",
+        o.get("softirq_share"), n.get("softirq_share"), fmt=_pct)
+    fr = results.get("fixed_rate", {})
+    o, n = fr.get("ours", {}), fr.get("node", {})
+    row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
+        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=_ms)
+    row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
+        fmt=lambda x: "-" if x is None else str(x))
+    row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
+        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=lambda x: _f(x, 2))
+    ec = results.get("echo", {})
+    o, n, w = ec.get("ours", {}), ec.get("node", {}), ec.get("websockets", {})
+    row(f"3 echo ({plan.echoClients} clients): round trips/s", o.get("round_trips_per_s"),
+        n.get("round_trips_per_s"))
+    row("3 echo: server CPU per round trip (us)", o.get("cpu_us_per_round_trip"),
+        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=lambda x: _f(x, 2))
+    row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
+    row("3 echo: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    row("3 echo: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=_pct)
+    if w:
+        rows.append(("3 echo: Python websockets: round trips/s | CPU us/trip | p99",
+                     _f(w.get("round_trips_per_s")), f"{_f(w.get('cpu_us_per_round_trip'), 2)} us",
+                     _ms(w.get("p99_us")), "ours <= websockets",
+                     _yn(o.get("cpu_us_per_round_trip"), w.get("cpu_us_per_round_trip"),
+                         lambda a, b: a <= b)))
+        rows.append(("3 echo: ours / websockets, CPU per round trip", "", "",
+                     _ratio(o.get("cpu_us_per_round_trip"), w.get("cpu_us_per_round_trip")), "", ""))
+    idl = results.get("idle", {})
+    o, n = idl.get("ours", {}), idl.get("node", {})
+    row(f"4 idle ({plan.idleClients} connections): handshakes/s", o.get("handshakes_per_s"),
+        n.get("handshakes_per_s"), ">= 5,000/s",
+        None if o.get("handshakes_per_s") is None else o["handshakes_per_s"] >= 5000)
+    row("4 idle: server memory per connection (KiB)", o.get("kib_per_connection"),
+        n.get("kib_per_connection"), "<= 6 KiB",
+        None if o.get("kib_per_connection") is None else o["kib_per_connection"] <= 6)
+    row("4 idle: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
+        n.get("server_cpu_us_per_handshake"))
+    row("4 idle: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    rows.append((f"4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
+                 "", "", ""))
+    sc = results.get("scale", {})
+    oursCost = {k: v.get("ours", {}).get("cpu_us_per_delivery") for k, v in sc.items()}
+    base = oursCost.get(str(plan.scaleClients[0]))
+    for k, v in sc.items():
+        a = v.get("ours", {}).get("cpu_us_per_delivery")
+        b = v.get("node", {}).get("cpu_us_per_delivery")
+        flat = None if a is None or not base else abs(a / base - 1) <= 0.15
+        row(f"5 cost per delivery at {k} clients (us)", a, b,
+            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=lambda x: _f(x, 2))
+        row(f"5 same + softirq on the server core at {k} clients (us)",
+            v.get("ours", {}).get("cpu_us_per_delivery_with_softirq"),
+            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=lambda x: _f(x, 2))
+    for k, v in sc.items():
+        row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
+            v.get("node", {}).get("deliveries_per_s"))
+    for k, v in sc.items():
+        row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
+            v.get("node", {}).get("clients"), str(k),
+            None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
+            fmt=lambda x: "-" if x is None else str(x))
+        row(f"5 other load on the server core at {k} clients",
+            v.get("ours", {}).get("foreign_cpu_share"), v.get("node", {}).get("foreign_cpu_share"),
+            fmt=_pct)
+    for k, v in sc.items():
+        row(f"5 setup (connect + settle) at {k} clients (s)",
+            _sum(v.get("ours", {}), "connect_s", "settle_s"),
+            _sum(v.get("node", {}), "connect_s", "settle_s"))
+    rows.append(("6 --workers 2 with Redis", "PLACEHOLDER: not built yet", "", "", "", ""))
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *map(fmtRow, rows)]
+
+
+def _sum(d: dict[str, Any], *keys: str) -> float | None:
+    vals = [d.get(k) for k in keys]
+    return None if any(v is None for v in vals) else sum(vals)
+
+
+def _yn(a: Any, b: Any, test: Callable[[float, float], bool]) -> str:
+    if a is None or b is None:
+        return ""
+    return "yes" if test(a, b) else "**no**"
+
+
+def profileReport(profiles: dict[str, Any]) -> list[str]:
+    out = []
+    for label, prof in profiles.items():
+        out.append(f"py-spy, our server under {label} ({prof['samples']} samples):")
+        out.append("  self time:")
+        out.extend(f"    {pct:5.1f}%  {f}" for f, pct in prof["self"])
+        out.append("  inclusive, below the reactor loop (wsservice/, autobahn/, twisted/web):")
+        shown = 0
+        for f, pct in prof["inclusive"]:
+            if pct < 85 and f.startswith(("wsservice/", "autobahn/", "twisted/web/")) and shown < 20:
+                out.append(f"    {pct:5.1f}%  {f}")
+                shown += 1
+    return out
+
+
+# -- setup --------------------------------------------------------------------
+
+def ensureWs(npm: str, quiet: bool = True) -> None:
+    """
+    C{npm ci} (or install) C{ws} into bench/node_modules, only when missing.
+    """
+    if (BENCH / "node_modules" / "ws" / "package.json").exists():
+        return
+    lock = (BENCH / "package-lock.json").exists()
+    cmd = [npm, "ci" if lock else "install", "--prefix", str(BENCH), "--no-audit", "--no-fund",
+           "--loglevel=error"]
+    done = subprocess.run(cmd, cwd=str(BENCH), capture_output=True, text=True, timeout=300)
+    if done.returncode != 0:
+        raise BenchError(f"{' '.join(cmd)} failed:\n{done.stdout}\n{done.stderr}")
+
+
+def findPySpy(python: str) -> str | None:
+    here = Path(python).parent / "py-spy"
+    return str(here) if here.exists() else shutil.which("py-spy")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~15 s")
+    parser.add_argument("--profile", dest="profile", action="store_true", default=None,
+                        help="also profile our server with py-spy (default: on in full runs)")
+    parser.add_argument("--no-profile", dest="profile", action="store_false")
+    parser.add_argument("--python", default=sys.executable,
+                        help="interpreter for wsservice and the websockets reference")
+    parser.add_argument("--json", type=Path, default=None, help="where to write the raw figures")
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6",
+                        help="comma-separated scenario numbers to run (default: all)")
+    parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
+                        help="extra option for our service (repeatable), e.g. "
+                             "--server-arg=--no-connection-log")
+    args = parser.parse_args(argv)
+
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if not node or not npm:
+        print("bench: node and npm are required", file=sys.stderr)
+        return 2
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    started = time.monotonic()
+    ensureWs(npm)
+    cores = _cores()
+    if len(cores) < 2 or not {SERVER_CORE, LOAD_CORE} <= cores:
+        log(f"warning: cores {sorted(cores)} available; server and load are not on separate cores")
+    plan = QUICK if args.quick else FULL
+    bench = Bench(plan, args.python, node, log)
+    log(f"bench: {'quick' if args.quick else 'full'} run, server on core {SERVER_CORE}, "
+        f"load generator on core {LOAD_CORE}, node {subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
+    EXTRA_SERVER_ARGS.extend(args.server_arg)
+    if args.server_arg:
+        log(f"our service gets extra options: {' '.join(args.server_arg)}")
+    try:
+        bench.runAll({int(x) for x in args.scenarios.split(",") if x.strip()})
+    except BenchError as e:
+        bench.errors.append(str(e))
+    profiles: dict[str, Any] = {}
+    doProfile = (not args.quick) if args.profile is None else args.profile
+    if doProfile:
+        pyspy = findPySpy(args.python)
+        if pyspy is None:
+            log("profile: py-spy not installed (pip install py-spy); skipped")
+        else:
+            try:
+                profiles = bench.profile(pyspy, REPO / "artifacts" / "bench")
+            except BenchError as e:
+                bench.notes.append(f"profiling failed: {e}")
+    elapsed = time.monotonic() - started
+    lines = ["", f"## Results ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)", "",
+             *table(bench.results, plan)]
+    if profiles:
+        lines += ["", *profileReport(profiles)]
+    if bench.notes:
+        lines += ["", "Notes:", *(f"  - {n}" for n in bench.notes)]
+    if bench.errors:
+        lines += ["", "Errors:", *(f"  - {e}" for e in bench.errors)]
+    else:
+        lines += ["", "Errors: none"]
+    print("\n".join(lines), flush=True)
+    out = args.json or BENCH / f"results-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
+    out.write_text(json.dumps({"plan": plan.__dict__, "results": bench.results,
+                               "profiles": profiles, "errors": bench.errors,
+                               "notes": bench.notes,
+                               "elapsed_s": elapsed}, indent=1, default=str))
+    return 1 if bench.errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
