@@ -19,7 +19,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 #: The twistd command of the interpreter running the tests.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-LISTENING = re.compile(r"Site (?:\(TLS\) )?starting on (\S+)")
+LISTENING = re.compile(r"wsservice (?:\(TLS\) )?starting on (\S+)")
 
 
 def requireTool(name: str, path: str | None = None) -> str:

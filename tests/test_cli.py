@@ -70,7 +70,7 @@ def test_invalid_values_are_usage_errors_naming_the_option(args, option):
     assert result.returncode != 0
     last = (result.stdout + result.stderr).strip().splitlines()[-1]
     assert option in last, last
-    assert "Site starting" not in result.stdout
+    assert "starting on" not in result.stdout
 
 
 def test_busy_port_fails_start_up_loudly():

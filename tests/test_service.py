@@ -226,3 +226,34 @@ def test_sigterm_closes_clients_with_going_away_and_exits_zero(serviceFactory):
         assert service.stop() == 0
         code, reason = closeCode(ws)
     assert code == 1001 and reason == "server shutting down"
+
+
+def test_upgrade_after_a_plain_request_on_the_same_connection(service):
+    """
+    A kept-alive connection that first fetched a page can then upgrade to a
+    WebSocket.
+    """
+    from tests.rawws import frame
+    import base64
+    import os
+    import socket
+
+    with socket.create_connection(("127.0.0.1", service.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        response = b""
+        while b"\r\n\r\n" not in response or not response.endswith(b"\n"):
+            response += sock.recv(4096)
+        assert response.startswith(b"HTTP/1.1 200")
+        key = base64.b64encode(os.urandom(16))
+        sock.sendall(b"GET /again HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     b"Sec-WebSocket-Key: " + key + b"\r\nSec-WebSocket-Version: 13\r\n"
+                     b"Sec-WebSocket-Protocol: echo\r\n\r\n")
+        head = b""
+        while b"\r\n\r\n" not in head:
+            head += sock.recv(4096)
+        assert head.startswith(b"HTTP/1.1 101")
+        sock.sendall(frame(0x1, b"same socket"))
+        rest = head.split(b"\r\n\r\n", 1)[1]
+        while len(rest) < 13:
+            rest += sock.recv(4096)
+        assert rest[2:13] == b"same socket"

@@ -14,6 +14,7 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from wsservice.config import ServiceConfig
+from wsservice.frontdoor import FrontDoorFactory
 from wsservice.hub import RoomHub
 from wsservice.metrics import ServiceMetrics
 from wsservice.protocol import ProtocolSettings, ServiceFactory, prepareMessage
@@ -102,11 +103,11 @@ def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> An
     )
 
 
-def listenersFor(config: ServiceConfig, site: Site, reactor: Any) -> list[IService]:
+def listenersFor(config: ServiceConfig, factory: Any, reactor: Any) -> list[IService]:
     """
     One listening service per C{--listen} endpoint.
     """
-    return [strports.service(d, site, reactor=reactor) for d in config.listen]
+    return [strports.service(d, factory, reactor=reactor) for d in config.listen]
 
 
 # ----------------------------------------------------------------------------
@@ -154,7 +155,7 @@ def buildService(
     config: ServiceConfig,
     registry: HandlerRegistry,
     reactor: Any,
-    listeners: Callable[[ServiceConfig, Site, Any], list[IService]] = listenersFor,
+    listeners: Callable[[ServiceConfig, Any, Any], list[IService]] = listenersFor,
 ) -> MultiService:
     """
     Build the whole service from C{config}.
@@ -170,6 +171,6 @@ def buildService(
         # Started before the listeners; stopped after the drain, when the
         # connections have left their rooms, so it can leave Redis cleanly.
         factory.rooms.setServiceParent(top)
-    for listener in listeners(config, site, reactor):
+    for listener in listeners(config, FrontDoorFactory(site, factory), reactor):
         listener.setServiceParent(top)
     return top

@@ -1,0 +1,99 @@
+"""
+The protocol that first meets every connection on a listener: it reads the
+first request head and hands the connection to Autobahn directly when it is
+a WebSocket upgrade, and to twisted.web otherwise.
+
+Going straight to Autobahn spares every WebSocket the twisted.web request
+that L{autobahn.twisted.resource.WebSocketResource} would parse first and
+then hand over (a second parse of the same head), and the objects that
+request leaves behind for the life of the connection.  An upgrade that
+arrives on a kept-alive HTTP connection still works: twisted.web's tree
+routes it to a L{WebSocketResource}.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IProtocolFactory
+from twisted.internet.protocol import Factory, Protocol
+from twisted.python.failure import Failure
+
+#: A request head longer than this is handed to twisted.web, which refuses it.
+MAX_HEAD = 16 * 1024
+_UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*\bwebsocket\b", re.IGNORECASE)
+
+
+class FrontDoor(Protocol):
+    """
+    Buffers bytes until the first request head is complete, then becomes a
+    pass-through to the protocol chosen for it.
+    """
+
+    def __init__(self, web: IProtocolFactory, websocket: IProtocolFactory, addr: IAddress) -> None:
+        self._web = web
+        self._websocket = websocket
+        self._addr = addr
+        self._buffer = b""
+        self._inner: Protocol | None = None
+
+    def dataReceived(self, data: bytes) -> None:
+        inner = self._inner
+        if inner is not None:
+            inner.dataReceived(data)
+            return
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 and len(self._buffer) <= MAX_HEAD:
+            return
+        head = self._buffer[: end if end >= 0 else MAX_HEAD]
+        factory = self._websocket if _UPGRADE.search(head) else self._web
+        inner = factory.buildProtocol(self._addr)
+        if inner is None:
+            self.transport.loseConnection()
+            return
+        self._inner = inner
+        buffered, self._buffer = self._buffer, b""
+        self._handOver(inner)
+        inner.makeConnection(self.transport)
+        inner.dataReceived(buffered)
+
+    def _handOver(self, inner: Protocol) -> None:
+        # Plain TCP and Unix transports call their protocol directly; point
+        # them at the chosen one so later reads skip this pass-through.  TLS
+        # keeps calling us, and we forward.
+        transport = self.transport
+        if getattr(transport, "protocol", None) is self:
+            transport.protocol = inner
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        if self._inner is not None:
+            self._inner.connectionLost(reason)
+
+
+class FrontDoorFactory(Factory):
+    """
+    Builds a L{FrontDoor} per connection; its log prefix, C{wsservice},
+    names the listener in C{"wsservice starting on 60000"}.
+    """
+
+    def __init__(self, web: IProtocolFactory, websocket: IProtocolFactory) -> None:
+        self._web = web
+        self._websocket = websocket
+
+    def buildProtocol(self, addr: IAddress) -> FrontDoor:
+        protocol = FrontDoor(self._web, self._websocket, addr)
+        protocol.factory = self
+        return protocol
+
+    def doStart(self) -> None:
+        self._web.doStart()
+        self._websocket.doStart()
+
+    def doStop(self) -> None:
+        self._web.doStop()
+        self._websocket.doStop()
+
+    def logPrefix(self) -> str:
+        return "wsservice"
