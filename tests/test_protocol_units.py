@@ -27,3 +27,21 @@ def test_token_bucket_allows_bursts_then_the_rate():
     assert not bucket.take(0)
     assert bucket.take(0.1)
     assert not bucket.take(0.1)
+
+
+def test_autobahn_debug_formatting_is_lazy_and_unchanged():
+    """
+    After deferDebugFormatting, Autobahn's pformat builds its text only when
+    formatted, and the text is what pprint.pformat gives.
+    """
+    from pprint import pformat
+
+    from autobahn.websocket import protocol
+
+    from wsservice.autobahnfixes import deferDebugFormatting
+
+    deferDebugFormatting()
+    deferDebugFormatting()
+    value = [("maxMessagePayloadSize", 1024, "ServiceFactory")] * 3
+    lazy = protocol.pformat(value)
+    assert str(lazy) == pformat(value) == f"{lazy}"

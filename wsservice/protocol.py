@@ -31,6 +31,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTim
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wsservice.autobahnfixes import deferDebugFormatting
 from wsservice.config import HandlerSettings, Limits
 from wsservice.interfaces import (
     IConnection,
@@ -316,7 +317,7 @@ class ServiceProtocol(WebSocketServerProtocol):
             factory.clock,
             factory.rooms,
             factory.settings.handlers,
-            Logger(namespace=f"wsservice.handlers.{subprotocol}"),
+            factory.handlerLog(subprotocol),
             self.guarded,
         )
         handler = self.guarded(self._factoryChoice, connection, context)
@@ -478,6 +479,7 @@ class ServiceFactory(WebSocketServerFactory):
         clock: IReactorTime,
     ) -> None:
         super().__init__()
+        deferDebugFormatting()
         self.registry = registry
         self.settings = settings
         self.metrics = metrics
@@ -486,6 +488,7 @@ class ServiceFactory(WebSocketServerFactory):
         self.draining = False
         self.openProtocols: set[ServiceProtocol] = set()
         self._allClosed: list[Deferred[None]] = []
+        self._handlerLogs: dict[str, Logger] = {}
         limits = settings.limits
         self.setProtocolOptions(
             # Every option is set: Autobahn's defaults are unlimited sizes,
@@ -510,6 +513,15 @@ class ServiceFactory(WebSocketServerFactory):
                 _acceptDeflate if settings.perMessageDeflate else (lambda offers: None)
             ),
         )
+
+    def handlerLog(self, subprotocol: str) -> Logger:
+        """
+        The logger handlers of C{subprotocol} share.
+        """
+        log = self._handlerLogs.get(subprotocol)
+        if log is None:
+            log = self._handlerLogs[subprotocol] = Logger(namespace=f"wsservice.handlers.{subprotocol}")
+        return log
 
     @property
     def openCount(self) -> int:
