@@ -114,3 +114,22 @@ def test_overlong_room_names_are_refused():
     """
     conn, _ = openChat(FakeContext(), "/" + "x" * 65)
     assert conn.closed[0] == 1008
+
+
+def test_presence_limit_keeps_big_rooms_cheap():
+    """
+    Above --presence-limit members, joins and leaves are not announced and
+    the welcome lists only the most recent members, with the full count.
+    """
+    from wsservice.config import HandlerSettings
+
+    context = FakeContext(HandlerSettings(presenceLimit=2))
+    first, _ = openChat(context, "/big", name="a")
+    openChat(context, "/big", name="b")
+    third, h3 = openChat(context, "/big", name="c")
+    welcome = third.events()[0]
+    assert welcome["count"] == 3 and [m["name"] for m in welcome["members"]] == ["b", "c"]
+    assert [e["type"] for e in third.events()] == ["welcome"]
+    assert [e["user"]["name"] for e in first.events() if e["type"] == "join"] == ["a", "b"]
+    h3.onClose(True, 1000, None)
+    assert not [e for e in first.events() if e["type"] == "leave"]

@@ -19,11 +19,17 @@ class HandlerSettings:
     @ivar clockInterval: seconds between two clock ticks.
     @ivar historySize: chat messages a room keeps for newcomers; 0 disables.
     @ivar maxNameLength: longest chat name, in characters.
+    @ivar presenceLimit: rooms with more members than this do not announce
+        each join and leave to everyone, and a newcomer's welcome lists only
+        the most recent this many members (with the full C{count}); 0 is
+        unlimited.  Announcing every join is O(room size) per join, so
+        filling a room of N is O(N^2).
     """
 
     clockInterval: float = 1.0
     historySize: int = 50
     maxNameLength: int = 32
+    presenceLimit: int = 0
 
 
 @dataclass(frozen=True)

@@ -65,6 +65,10 @@ class Options(usage.Options):
         ["clock-interval", None, 1.0, "Seconds between clock ticks.", _number("clock-interval", float)],
         ["history", None, 50, "Chat messages each room keeps for newcomers (0 disables).",
          _number("history", int, allowZero=True)],
+        ["presence-limit", None, 0,
+         "Chat rooms above this many members stop announcing each join/leave and list only "
+         "this many members in the welcome (joins are O(room size) each). 0 is unlimited.",
+         _number("presence-limit", int, allowZero=True)],
         ["max-message-size", None, 1024 * 1024,
          "Largest message accepted, in bytes; larger ones close with 1009.", _number("max-message-size", int)],
         ["max-send-buffer", None, 4 * 1024 * 1024,
@@ -185,7 +189,8 @@ class Options(usage.Options):
             staticDir=Path(self["static"]) if self["static"] else bundledClient(),
             defaultSubprotocol=self["default-subprotocol"] or None,
             handlers=HandlerSettings(
-                clockInterval=self["clock-interval"], historySize=self["history"]
+                clockInterval=self["clock-interval"], historySize=self["history"],
+                presenceLimit=self["presence-limit"],
             ),
             limits=Limits(
                 maxMessageSize=self["max-message-size"],

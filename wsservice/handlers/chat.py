@@ -25,7 +25,10 @@ Server to client::
     {"type": "welcome", "name": "", "message": "Connected!", "room": "kitchen",
      "id": "c7", "you": "alice", "seq": 41,
      "members": [{"id": "c3", "name": "bob"}, {"id": "c7", "name": "alice"}]}
-        first, to the newcomer only; "seq" is the room's last sequence number
+        first, to the newcomer only; "seq" is the room's last sequence number;
+        "count" is the room's size.  Above --presence-limit members, "members"
+        lists only the most recent ones and joins and leaves are not
+        announced (each announcement goes to the whole room).
 
     {"type": "history", "name": "", "message": "", "room": "kitchen",
      "messages": [<message events, oldest first>]}
@@ -109,6 +112,7 @@ class ChatHandler:
         self._rooms = context.rooms
         self._log = context.log
         self._nameLimit = context.settings.maxNameLength
+        self._presenceLimit = context.settings.presenceLimit
         self._room = roomFromPath(connection.request.path)
         query = connection.request.query.get("name", ())
         self._name = cleanName(query[0] if query else "", self._nameLimit)
@@ -143,6 +147,10 @@ class ChatHandler:
             return
         self._joined = True
         members = [*snapshot.members, self._me()]
+        count = len(members)
+        crowded = self._crowded(count)
+        if crowded:
+            members = members[-self._presenceLimit:]
         self._send(
             {
                 "type": "welcome",
@@ -153,6 +161,7 @@ class ChatHandler:
                 "you": self._name,
                 "seq": snapshot.seq,
                 "members": members,
+                "count": count,
             }
         )
         if snapshot.history:
@@ -165,10 +174,14 @@ class ChatHandler:
                     "messages": snapshot.history,
                 }
             )
-        self._announce("join", f"{self._name} joined")
+        if not crowded:
+            self._announce("join", f"{self._name} joined")
         early, self._early = self._early, []
         for payload, isBinary in early:
             self.onMessage(payload, isBinary)
+
+    def _crowded(self, count: int) -> bool:
+        return 0 < self._presenceLimit < count
 
     def _announce(self, kind: str, message: str, **extra: Any) -> None:
         self._rooms.publish(
@@ -240,4 +253,5 @@ class ChatHandler:
             return
         self._joined = False
         self._rooms.leave(self._room, self._connection)
-        self._announce("leave", f"{self._name} left")
+        if not self._crowded(len(self._rooms.members(self._room)) + 1):
+            self._announce("leave", f"{self._name} left")
