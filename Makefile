@@ -41,3 +41,9 @@ conformance: $(INSTALLED)
 	    sleep 0.2; done; \
 	bash $(COMPLIANCE) -p echo $(if $(FULL),-t 2400,--no-compression) \
 	    ws://127.0.0.1:$(CONFORMANCE_PORT) conformance-report
+
+# The benchmark against the reference Node ws servers (bench/README-section
+# in README.md); prints the table and records nothing by itself.
+bench: $(INSTALLED)
+	$(PY) -m pip install --quiet py-spy
+	$(PY) bench/run.py $(BENCH_ARGS)

@@ -181,7 +181,7 @@ def ours(python: str) -> Server:
         [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
          "wsservice", "--port", "0", "--interface", "127.0.0.1",
          "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS],
-        r"Site starting on '?(\d+)",
+        r"wsservice starting on '?(\d+)",
         env={"PYTHONPATH": str(REPO)},
     )
 
