@@ -72,3 +72,46 @@ def test_stopping_the_service_closes_clients_with_1001():
     yield stopped
     assert (code, reason) == (1001, "server shutting down")
     assert not port.connected
+
+
+@pytest_twisted.inlineCallbacks
+def test_open_connections_keep_nagle_off_and_no_handshake_leftovers():
+    """
+    An accepted WebSocket has TCP_NODELAY set, and once open its protocol no
+    longer holds the opening handshake or the per-connection copies of the
+    protocol options that Autobahn would otherwise keep for its whole life;
+    it still works afterwards, closing handshake included.
+    """
+    import socket
+
+    from twisted.internet import reactor
+
+    config = ServiceConfig(listen=("tcp:0:interface=127.0.0.1",), staticDir=Path(REPO, "static"))
+    service = buildService(config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor)
+    service.startService()
+    listener = list(service)[0]
+    bound: Deferred = Deferred()
+    listener._waitingForPort.addCallback(lambda p: (bound.callback(p), p)[1])
+    port = yield bound
+    url = f"ws://127.0.0.1:{port.getHost().port}/room?name=ada"
+    factory = clientFactory(url, ["chat"])
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(factory)
+    client = yield factory.opened
+    welcome = yield factory.nextMessage
+    assert b'"you":"ada"' in welcome
+    joined = yield factory.nextMessage
+    assert b'"type":"join"' in joined
+    (server,) = service._factory.openProtocols
+    sock = server.transport.getHandle()
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    kept = set(vars(server))
+    assert not kept & {"http_request_data", "http_response_data", "http_headers", "send_queue"}
+    assert not kept & set(server.CONFIG_ATTRS)
+    assert server.maxMessagePayloadSize == config.limits.maxMessageSize
+    client.sendMessage(b'{"message": "still here"}')
+    relayed = yield factory.nextMessage
+    assert b'"still here"' in relayed
+    client.sendClose(1000)
+    code, _ = yield factory.closed
+    assert code == 1000
+    yield service.stopService()

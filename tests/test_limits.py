@@ -201,3 +201,24 @@ def test_open_file_limit_is_raised_for_max_connections():
     hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
     expected = min(1064, hard) if hard != resource.RLIM_INFINITY else 1064
     assert result.stdout.split() == [str(expected), str(expected)], result.stderr
+
+
+def test_permessage_deflate_is_negotiated_only_when_enabled(serviceFactory):
+    """
+    With --permessage-deflate a client that offers the extension gets it, and
+    compressed messages up to the size limit round-trip; without it the
+    offer is declined and the connection works uncompressed.
+    """
+    service = serviceFactory("--permessage-deflate", "--max-message-size", "100000")
+    with open_(service.url(), "echo") as ws:
+        assert "permessage-deflate" in ws.response.headers["Sec-WebSocket-Extensions"]
+        text = "compressible " * 7000
+        ws.send(text[:100000])
+        assert ws.recv(timeout=10) == text[:100000]
+        ws.send(b"\x00\xff" * 1000)
+        assert ws.recv(timeout=10) == b"\x00\xff" * 1000
+    plain = serviceFactory()
+    with open_(plain.url(), "echo") as ws:
+        assert "Sec-WebSocket-Extensions" not in ws.response.headers
+        ws.send("uncompressed")
+        assert ws.recv(timeout=10) == "uncompressed"

@@ -18,8 +18,11 @@ Application close codes (documented in the README):
 from __future__ import annotations
 
 import itertools
+from collections import deque
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
+from sys import intern
+from types import MappingProxyType
 from typing import Any, Callable, Mapping, Sequence
 from urllib.parse import urlsplit
 
@@ -57,7 +60,7 @@ _connectionIds = itertools.count(1)
 
 
 @implementer(IRequest)
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Request:
     """
     The upgrade request, copied out of Autobahn's L{ConnectionRequest}.
@@ -71,13 +74,21 @@ class Request:
 
     @classmethod
     def fromAutobahn(cls, request: ConnectionRequest) -> "Request":
+        # Idle connections are mostly their handshake: the names and the
+        # common values of headers are the same on every connection, so
+        # they are shared (interned strings are freed with their last user).
         return cls(
             path=request.path,
-            query={k: tuple(v) for k, v in request.params.items()},
-            headers=dict(request.headers),
+            query=(
+                {k: tuple(v) for k, v in request.params.items()} if request.params else _NO_QUERY
+            ),
+            headers={intern(k): intern(v) for k, v in request.headers.items()},
             peer=request.peer,
             origin=request.origin,
         )
+
+
+_NO_QUERY: Mapping[str, Sequence[str]] = MappingProxyType({})
 
 
 @implementer(IConnection, IRoomMember)
@@ -204,34 +215,108 @@ class ServiceProtocol(WebSocketServerProtocol):
 
     _log = Logger()
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._factoryChoice: IHandlerFactory | None = None
-        self._handler: IHandler | None = None
-        self._connection: Connection | None = None
-        self._sendBuffer: _SendBuffer | None = None
-        self._bucket: TokenBucket | None = None
-        self._tooSlow = False
-        self._metricLabels: str | None = None
-        self._refusalLogged = False
-        self._direct = False
-        self._pending: list[bytes] | None = None
+    # Per-connection state starts as these class attributes and becomes an
+    # instance attribute only when it changes: thousands of idle connections
+    # are mostly their instance dictionaries.
+    _factoryChoice: IHandlerFactory | None = None
+    _handler: IHandler | None = None
+    _connection: Connection | None = None
+    _sendBuffer: _SendBuffer | None = None
+    _bucket: TokenBucket | None = None
+    _tooSlow = False
+    _metricLabels: str | None = None
+    _refusalLogged = False
+    _direct = True
+    # Present in the instance only while writes wait for the end of the turn.
+    _pending: list[bytes] | None = None
+    # Autobahn builds an empty deque (760 bytes) per connection for writes it
+    # must queue, which only sync or chopped sends do; see sendData.
+    send_queue: Any = ()
+
+    # What Autobahn keeps of the opening handshake once it is over; see
+    # _dropHandshakeState.  Reads after the drop see these class defaults.
+    _HANDSHAKE_STATE = (
+        "http_headers",
+        "http_request_data",
+        "http_response_data",
+        "http_status_line",
+        "http_request_uri",
+        "http_request_path",
+        "http_request_params",
+        "http_request_host",
+        "websocket_origin",
+        "websocket_protocols",
+        "websocket_extensions",
+        "_wskey",
+    )
+    http_headers = http_request_data = http_response_data = http_status_line = None
+    http_request_uri = http_request_path = http_request_params = http_request_host = None
+    websocket_origin = websocket_protocols = websocket_extensions = _wskey = None
+
+    # Autobahn sets these on every connection, and an idle connection keeps
+    # them at these values; see _dropHandshakeState.
+    _INITIAL_STATE = (
+        "triggered",
+        "wasMaxFramePayloadSizeExceeded",
+        "wasMaxMessagePayloadSizeExceeded",
+        "closedByMe",
+        "failedByMe",
+        "droppedByMe",
+        "wasClean",
+        "wasNotCleanReason",
+        "wasServerConnectionDropTimeout",
+        "wasOpenHandshakeTimeout",
+        "wasCloseHandshakeTimeout",
+        "wasServingFlashSocketPolicyFile",
+        "localCloseCode",
+        "localCloseReason",
+        "remoteCloseCode",
+        "remoteCloseReason",
+        "openHandshakeTimeoutCall",
+        "closeHandshakeTimeoutCall",
+        "autoPingTimeoutCall",
+        "autoPingPending",
+        "autoPingPendingCall",
+        "autoPingPendingSent",
+        "autoPingPendingSeq",
+        "trackedTimings",
+        "_perMessageCompress",
+        "send_state",
+        "inside_message",
+        "current_frame",
+        "data",
+        "websocket_extensions_in_use",
+    )
+    triggered = wasMaxFramePayloadSizeExceeded = wasMaxMessagePayloadSizeExceeded = False
+    closedByMe = failedByMe = droppedByMe = wasClean = False
+    wasServerConnectionDropTimeout = wasOpenHandshakeTimeout = False
+    wasCloseHandshakeTimeout = wasServingFlashSocketPolicyFile = inside_message = False
+    wasNotCleanReason = localCloseCode = localCloseReason = None
+    remoteCloseCode = remoteCloseReason = current_frame = None
+    openHandshakeTimeoutCall = closeHandshakeTimeoutCall = autoPingTimeoutCall = None
+    autoPingPending = autoPingPendingCall = autoPingPendingSent = None
+    trackedTimings = _perMessageCompress = None
+    autoPingPendingSeq = 0
+    send_state = WebSocketServerProtocol.SEND_STATE_GROUND
+    data = b""
+    websocket_extensions_in_use: Any = ()
+
+    def set_valid_events(self, valid_events: Any = None) -> None:
+        """
+        Skip Autobahn's observable-events bookkeeping (a list and a dict per
+        connection): handlers are called directly, and nothing here
+        registers listeners with C{on()}.
+        """
 
     # -- opening handshake --------------------------------------------------
 
     def connectionMade(self) -> None:
         super().connectionMade()
-        # Autobahn tries this before its options are copied onto the protocol,
-        # so it never takes effect; interactive traffic wants Nagle off.
-        try:
-            self.transport.setTcpNoDelay(True)
-        except Exception:
-            pass
+        del self.send_queue
         self._watchSendBuffer()
         # Plain TCP only: a TLS transport must see every byte.
-        self._direct = isinstance(self.transport, tcp.Connection) and not getattr(
-            self.transport, "TLS", False
-        )
+        if not isinstance(self.transport, tcp.Connection) or getattr(self.transport, "TLS", False):
+            self._direct = False
 
     def _watchSendBuffer(self) -> None:
         transport = self.transport
@@ -312,8 +397,8 @@ class ServiceProtocol(WebSocketServerProtocol):
 
     def onOpen(self) -> None:
         factory: ServiceFactory = self.factory
-        connection = self._connection
-        assert connection is not None and self._factoryChoice is not None
+        connection, choice = self._connection, self._factoryChoice
+        assert connection is not None and choice is not None
         factory.opened(self)
         subprotocol = connection.subprotocol
         self._metricLabels = subprotocol
@@ -335,11 +420,36 @@ class ServiceProtocol(WebSocketServerProtocol):
             factory.handlerLog(subprotocol),
             self.guarded,
         )
-        handler = self.guarded(self._factoryChoice, connection, context)
-        if handler is None:
-            return
-        self._handler = handler
-        self.guarded(handler.onOpen)
+        handler = self.guarded(choice, connection, context)
+        if handler is not None:
+            self._handler = handler
+            self.guarded(handler.onOpen)
+        self._dropHandshakeState()
+
+    def _dropHandshakeState(self) -> None:
+        """
+        Forget the request and response of the opening handshake, which
+        Autobahn keeps for the life of the connection: the handler has its
+        L{Request}, and nothing reads them once the connection is open.
+
+        Also drop every instance attribute that still holds the initial value
+        its class attribute holds too.  Reads see the same value, writes
+        bring the attribute back, and an idle connection's instance
+        dictionary stays in the smallest size that holds the rest.
+        """
+        instance = self.__dict__
+        for name in self._HANDSHAKE_STATE:
+            instance.pop(name, None)
+        instance.pop("_factoryChoice", None)
+        if instance.get("websocket_extensions_in_use") == []:
+            del instance["websocket_extensions_in_use"]
+        cls = type(self)
+        for name in self._INITIAL_STATE:
+            if name in instance and instance[name] is getattr(cls, name):
+                del instance[name]
+        # A dictionary does not shrink when keys are deleted; a copy is sized
+        # for what is left.
+        self.__dict__ = dict(instance)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         handler = self._handler
@@ -410,13 +520,18 @@ class ServiceProtocol(WebSocketServerProtocol):
         """
         if self.state != self.STATE_OPEN or self._tooSlow:
             return
-        # Autobahn applies the incoming size limit to outgoing messages too;
-        # --max-message-size is about what clients may send us.
-        limit, self.maxMessagePayloadSize = self.maxMessagePayloadSize, 0
-        try:
+        limit = self.maxMessagePayloadSize
+        if limit and len(payload) * 2 >= limit:
+            # Autobahn applies the incoming size limit to outgoing messages
+            # too (after compression, which never doubles a size);
+            # --max-message-size is about what clients may send us.
+            self.maxMessagePayloadSize = 0
+            try:
+                self.sendMessage(payload, isBinary)
+            finally:
+                self.maxMessagePayloadSize = limit
+        else:
             self.sendMessage(payload, isBinary)
-        finally:
-            self.maxMessagePayloadSize = limit
         self.factory.metrics.sent(self._metricLabels, len(payload))
 
     def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
@@ -426,6 +541,8 @@ class ServiceProtocol(WebSocketServerProtocol):
         slow.  Autobahn's own version formats a debug log line on every write.
         """
         if sync or chopsize or self.send_queue:
+            if type(self.send_queue) is not deque:
+                self.send_queue = deque()
             return super().sendData(data, sync, chopsize)
         buffer = self._sendBuffer
         if buffer is not None and buffer.paused:
@@ -452,7 +569,7 @@ class ServiceProtocol(WebSocketServerProtocol):
         Send what L{sendData} coalesced: straight to the socket when nothing
         is queued in the transport, the rest through the transport.
         """
-        pending, self._pending = self._pending, None
+        pending = self.__dict__.pop("_pending", None)
         transport = self.transport
         if not pending or transport is None or not transport.connected:
             return
@@ -555,9 +672,10 @@ class ServiceFactory(WebSocketServerFactory):
             webStatus=False,
             echoCloseCodeReason=False,
             perMessageCompressionAccept=(
-                _acceptDeflate if settings.perMessageDeflate else (lambda offers: None)
+                _acceptDeflate if settings.perMessageDeflate else _refuseExtensions
             ),
         )
+        self.protocol = withOptions(self.protocol, self)
 
     def handlerLog(self, subprotocol: str) -> Logger:
         """
@@ -623,6 +741,32 @@ class ServiceFactory(WebSocketServerFactory):
         for protocol in list(self.openProtocols):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
+
+
+def withOptions(
+    protocol: type[WebSocketServerProtocol], factory: WebSocketServerFactory
+) -> type[WebSocketServerProtocol]:
+    """
+    A subclass of C{protocol} that holds C{factory}'s protocol options as
+    class attributes.
+
+    Autobahn copies every option from the factory onto each new connection,
+    unless the protocol already has it: about thirty instance attributes per
+    connection, a quarter of an idle connection's memory.  As a bonus the
+    options are in place when Autobahn's C{connectionMade} sets
+    C{TCP_NODELAY}, which otherwise finds no C{tcpNoDelay} and silently
+    leaves Nagle's algorithm on.
+    """
+    options = {
+        name: staticmethod(value) if callable(value) else value
+        for name in protocol.CONFIG_ATTRS
+        for value in [getattr(factory, name)]
+    }
+    return type(protocol.__name__, (protocol,), {**options, "__module__": protocol.__module__})
+
+
+def _refuseExtensions(offers: list[Any]) -> None:
+    return None
 
 
 def _acceptDeflate(offers: list[Any]) -> Any:

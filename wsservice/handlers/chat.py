@@ -107,6 +107,19 @@ class ChatHandler:
     subprotocol = "chat"
     description = "chat rooms by URL path: names, presence, history, ordered JSON messages"
 
+    __slots__ = (
+        "_connection",
+        "_rooms",
+        "_log",
+        "_nameLimit",
+        "_presenceLimit",
+        "_room",
+        "_name",
+        "_joined",
+        "_gone",
+        "_early",
+    )
+
     def __init__(self, connection: IConnection, context: IHandlerContext) -> None:
         self._connection = connection
         self._rooms = context.rooms
@@ -118,7 +131,7 @@ class ChatHandler:
         self._name = cleanName(query[0] if query else "", self._nameLimit)
         self._joined = False
         self._gone = False
-        self._early: list[tuple[bytes, bool]] = []
+        self._early: list[tuple[bytes, bool]] | None = None
 
     def _me(self) -> dict[str, str]:
         return {"id": self._connection.id, "name": self._name}
@@ -176,8 +189,8 @@ class ChatHandler:
             )
         if not crowded:
             self._announce("join", f"{self._name} joined")
-        early, self._early = self._early, []
-        for payload, isBinary in early:
+        early, self._early = self._early, None
+        for payload, isBinary in early or ():
             self.onMessage(payload, isBinary)
 
     def _crowded(self, count: int) -> bool:
@@ -198,6 +211,8 @@ class ChatHandler:
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._joined:
+            if self._early is None:
+                self._early = []
             self._early.append((payload, isBinary))
             return
         if isBinary:
