@@ -32,6 +32,7 @@ def test_help_documents_every_option():
                    "--clock-interval", "--history", "--list-handlers", "--max-message-size",
                    "--max-send-buffer", "--max-messages-per-second", "--max-connections",
                    "--ping-interval", "--ping-timeout", "--allowed-origin", "--shutdown-timeout",
+                   "--open-handshake-timeout", "--close-handshake-timeout",
                    "--permessage-deflate"):
         assert option in result.stdout, option
 

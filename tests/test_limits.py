@@ -222,3 +222,46 @@ def test_permessage_deflate_is_negotiated_only_when_enabled(serviceFactory):
         assert "Sec-WebSocket-Extensions" not in ws.response.headers
         ws.send("uncompressed")
         assert ws.recv(timeout=10) == "uncompressed"
+
+
+def droppedByServer(sock) -> bool:
+    """
+    Whether the server ends the connection (FIN or RST) before C{sock}'s
+    timeout, reading nothing more.
+    """
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
+
+
+def test_handshake_timeouts_drop_silent_peers(serviceFactory):
+    """
+    A client that connects and never finishes its request is dropped after
+    --open-handshake-timeout, and one that never answers the server's close
+    frame after --close-handshake-timeout; both are logged and others are
+    served meanwhile.  The sockets wait 3 s, less than either default.
+    """
+    import socket
+
+    service = serviceFactory(
+        "--open-handshake-timeout", "0.5", "--close-handshake-timeout", "0.5",
+        "--max-message-size", "100",
+    )
+    silent = socket.create_connection(("127.0.0.1", service.port), timeout=3)
+    halfway = socket.create_connection(("127.0.0.1", service.port), timeout=3)
+    halfway.sendall(b"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n")
+    with open_(service.url(), "echo") as ws:
+        ws.send("served meanwhile")
+        assert ws.recv(timeout=10) == "served meanwhile"
+    for sock in (silent, halfway):
+        with sock:
+            assert droppedByServer(sock)
+    service.waitForLog(r"dropped 127\.0\.0\.1:\d+: no complete request within 0\.5 s")
+    with RawClient(service.port, timeout=3) as raw:
+        raw.send(frame(0x1, b"x" * 101))
+        opcode, payload = raw.readFrame()
+        assert opcode == 0x8 and payload[:2] == (1009).to_bytes(2, "big")
+        # Never answer the close frame.
+        assert droppedByServer(raw.sock)
+    service.waitForLog(r"code=1009")

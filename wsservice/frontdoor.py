@@ -9,6 +9,9 @@ then hand over (a second parse of the same head), and the objects that
 request leaves behind for the life of the connection.  An upgrade that
 arrives on a kept-alive HTTP connection still works: twisted.web's tree
 routes it to a L{WebSocketResource}.
+
+A connection that has not sent a whole request head within the opening
+handshake timeout is dropped, so idle sockets cannot pile up unseen.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from twisted.internet.interfaces import IAddress, IProtocolFactory
+from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 #: A request head longer than this is handed to twisted.web, which refuses it.
@@ -31,12 +35,42 @@ class FrontDoor(Protocol):
     pass-through to the protocol chosen for it.
     """
 
-    def __init__(self, web: IProtocolFactory, websocket: IProtocolFactory, addr: IAddress) -> None:
+    _log = Logger()
+
+    def __init__(
+        self,
+        web: IProtocolFactory,
+        websocket: IProtocolFactory,
+        addr: IAddress,
+        clock: IReactorTime,
+        timeout: float,
+    ) -> None:
         self._web = web
         self._websocket = websocket
         self._addr = addr
+        self._clock = clock
+        self._timeout = timeout
         self._buffer = b""
         self._inner: Protocol | None = None
+        self._timer: IDelayedCall | None = None
+
+    def connectionMade(self) -> None:
+        if self._timeout > 0:
+            self._timer = self._clock.callLater(self._timeout, self._timedOut)
+
+    def _timedOut(self) -> None:
+        self._timer = None
+        self._log.info(
+            "dropped {peer}: no complete request within {timeout} s",
+            peer=_peer(self._addr),
+            timeout=self._timeout,
+        )
+        self.transport.loseConnection()
+
+    def _stopTimer(self) -> None:
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
 
     def dataReceived(self, data: bytes) -> None:
         inner = self._inner
@@ -47,6 +81,7 @@ class FrontDoor(Protocol):
         end = self._buffer.find(b"\r\n\r\n")
         if end < 0 and len(self._buffer) <= MAX_HEAD:
             return
+        self._stopTimer()
         head = self._buffer[: end if end >= 0 else MAX_HEAD]
         factory = self._websocket if _UPGRADE.search(head) else self._web
         inner = factory.buildProtocol(self._addr)
@@ -68,6 +103,7 @@ class FrontDoor(Protocol):
             transport.protocol = inner
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
+        self._stopTimer()
         if self._inner is not None:
             self._inner.connectionLost(reason)
 
@@ -78,12 +114,20 @@ class FrontDoorFactory(Factory):
     names the listener in C{"wsservice starting on 60000"}.
     """
 
-    def __init__(self, web: IProtocolFactory, websocket: IProtocolFactory) -> None:
+    def __init__(
+        self,
+        web: IProtocolFactory,
+        websocket: IProtocolFactory,
+        clock: IReactorTime,
+        timeout: float,
+    ) -> None:
         self._web = web
         self._websocket = websocket
+        self._clock = clock
+        self._timeout = timeout
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
-        protocol = FrontDoor(self._web, self._websocket, addr)
+        protocol = FrontDoor(self._web, self._websocket, addr, self._clock, self._timeout)
         protocol.factory = self
         return protocol
 
@@ -97,3 +141,8 @@ class FrontDoorFactory(Factory):
 
     def logPrefix(self) -> str:
         return "wsservice"
+
+
+def _peer(addr: IAddress) -> str:
+    host, port = getattr(addr, "host", None), getattr(addr, "port", None)
+    return f"{host}:{port}" if host is not None else str(addr)

@@ -171,6 +171,7 @@ def buildService(
         # Started before the listeners; stopped after the drain, when the
         # connections have left their rooms, so it can leave Redis cleanly.
         factory.rooms.setServiceParent(top)
-    for listener in listeners(config, FrontDoorFactory(site, factory), reactor):
+    frontDoor = FrontDoorFactory(site, factory, reactor, config.limits.openHandshakeTimeout)
+    for listener in listeners(config, frontDoor, reactor):
         listener.setServiceParent(top)
     return top

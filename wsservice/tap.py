@@ -83,6 +83,12 @@ class Options(usage.Options):
         ["ping-interval", None, 30.0, "Seconds between keepalive pings (0 disables).",
          _number("ping-interval", float, allowZero=True)],
         ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _number("ping-timeout", float)],
+        ["open-handshake-timeout", None, 10.0,
+         "Seconds a client may take from connecting to finishing the opening handshake; "
+         "then it is dropped.", _number("open-handshake-timeout", float)],
+        ["close-handshake-timeout", None, 5.0,
+         "Seconds to wait for a peer's close frame (or its TCP close) after ours; "
+         "then it is dropped.", _number("close-handshake-timeout", float)],
         ["shutdown-timeout", None, 5.0,
          "Seconds to wait for clients' closing handshakes on shutdown.", _number("shutdown-timeout", float, allowZero=True)],
         ["broker", None, None,
@@ -199,6 +205,8 @@ class Options(usage.Options):
                 maxConnections=self["max-connections"],
                 pingInterval=self["ping-interval"],
                 pingTimeout=self["ping-timeout"],
+                openHandshakeTimeout=self["open-handshake-timeout"],
+                closeHandshakeTimeout=self["close-handshake-timeout"],
                 shutdownTimeout=self["shutdown-timeout"],
             ),
             allowedOrigins=tuple(self["allowed-origin"]),
