@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest_twisted
 from autobahn.twisted.websocket import WebSocketClientFactory, WebSocketClientProtocol
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, inlineCallbacks
 from twisted.internet.endpoints import TCP4ClientEndpoint
 
 from tests.support import REPO
@@ -43,15 +43,14 @@ def clientFactory(url: str, protocols: list[str]) -> WebSocketClientFactory:
     return factory
 
 
-@pytest_twisted.inlineCallbacks
-def test_stopping_the_service_closes_clients_with_1001():
+@inlineCallbacks
+def startService(config: ServiceConfig):
     """
-    Stopping the service tree sends open clients 1001 before it stops the
-    listeners, and stopService's Deferred fires once they have closed.
+    Start the service tree in this reactor; fire with it and its port once
+    it listens.
     """
     from twisted.internet import reactor
 
-    config = ServiceConfig(listen=("tcp:0:interface=127.0.0.1",), staticDir=Path(REPO, "static"))
     service = buildService(config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor)
     service.startService()
     listener = list(service)[0]
@@ -60,10 +59,32 @@ def test_stopping_the_service_closes_clients_with_1001():
     # result stopService needs.
     listener._waitingForPort.addCallback(lambda p: (bound.callback(p), p)[1])
     port = yield bound
-    url = f"ws://127.0.0.1:{port.getHost().port}/"
-    factory = clientFactory(url, ["echo"])
-    yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(factory)
+    return service, port
+
+
+@inlineCallbacks
+def connect(port, path: str, protocols: list[str]):
+    """
+    Open a WebSocket to C{path}; fire with the client and its factory.
+    """
+    from twisted.internet import reactor
+
+    number = port.getHost().port
+    factory = clientFactory(f"ws://127.0.0.1:{number}{path}", protocols)
+    yield TCP4ClientEndpoint(reactor, "127.0.0.1", number).connect(factory)
     client = yield factory.opened
+    return client, factory
+
+
+@pytest_twisted.inlineCallbacks
+def test_stopping_the_service_closes_clients_with_1001():
+    """
+    Stopping the service tree sends open clients 1001 before it stops the
+    listeners, and stopService's Deferred fires once they have closed.
+    """
+    config = ServiceConfig(listen=("tcp:0:interface=127.0.0.1",), staticDir=Path(REPO, "static"))
+    service, port = yield startService(config)
+    client, factory = yield connect(port, "/", ["echo"])
     client.sendMessage(b"in process")
     echoed = yield factory.nextMessage
     assert echoed == b"in process"
@@ -84,19 +105,9 @@ def test_open_connections_keep_nagle_off_and_no_handshake_leftovers():
     """
     import socket
 
-    from twisted.internet import reactor
-
     config = ServiceConfig(listen=("tcp:0:interface=127.0.0.1",), staticDir=Path(REPO, "static"))
-    service = buildService(config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor)
-    service.startService()
-    listener = list(service)[0]
-    bound: Deferred = Deferred()
-    listener._waitingForPort.addCallback(lambda p: (bound.callback(p), p)[1])
-    port = yield bound
-    url = f"ws://127.0.0.1:{port.getHost().port}/room?name=ada"
-    factory = clientFactory(url, ["chat"])
-    yield TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(factory)
-    client = yield factory.opened
+    service, port = yield startService(config)
+    client, factory = yield connect(port, "/room?name=ada", ["chat"])
     welcome = yield factory.nextMessage
     assert b'"you":"ada"' in welcome
     joined = yield factory.nextMessage
