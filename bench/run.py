@@ -3,7 +3,7 @@
 Benchmark wsservice against the reference Node C{ws} servers, in one run.
 
     python bench/run.py            # the full run (~6-8 minutes)
-    python bench/run.py --quick    # tiny client counts, ~15 s (the smoke test)
+    python bench/run.py --quick    # tiny client counts, ~40 s (the smoke test)
 
 Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
 missing), starts each server pinned to core 0 and the Node load generator
@@ -24,12 +24,14 @@ prints the hottest functions.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import queue
 import re
 import resource
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -64,13 +66,36 @@ def _cores() -> set[int]:
 
 
 def _preexec(core: int | None) -> Callable[[], None]:
+    """
+    What a child does before it runs: raise its file limit, pin it to
+    C{core} (unless C{None}), and arrange to be killed when the harness dies,
+    so a harness killed by a test's timeout leaves no server behind.
+    """
+    dieWithParent = _deathSignal()
+
     def setup() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = hard if hard != resource.RLIM_INFINITY else 65536
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
         if core is not None:
             os.sched_setaffinity(0, {core})
+        dieWithParent()
     return setup
+
+
+def _deathSignal() -> Callable[[], None]:
+    """
+    A call that makes the calling process get SIGKILL when its parent exits
+    (Linux C{prctl(PR_SET_PDEATHSIG)}), or does nothing elsewhere.  libc is
+    looked up here, in the parent: the child of a threaded process should
+    not load libraries between fork and exec.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    PR_SET_PDEATHSIG = 1
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def cpuSeconds(pid: int) -> float:
@@ -90,6 +115,40 @@ def rssKiB(pid: int) -> int:
     raise BenchError(f"no VmRSS for {pid}")
 
 
+def _measured(measure: Callable[[int], float], pids: list[int]) -> float:
+    """
+    C{measure} summed over C{pids}; a process that has just gone counts as
+    nothing (the server's C{alive()} check reports it).
+    """
+    total = 0.0
+    for pid in pids:
+        try:
+            total += measure(pid)
+        except (OSError, BenchError):
+            pass
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """
+    Every process below C{pid}, from C{/proc/<pid>/task/*/children}.
+    """
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
 def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
     """
     Busy and softirq seconds of each core since boot, from /proc/stat: what
@@ -107,10 +166,21 @@ def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
     return busy, soft
 
 
-def sample(pid: int) -> dict[str, Any]:
+def sample(server: "Server", loadgen: int | None = None) -> dict[str, Any]:
+    """
+    The server's CPU seconds (in all, and by the role of each of its
+    processes), its memory, every core's busy time and, when given, the load
+    generator's CPU seconds.
+    """
     busy, soft = coreBusy()
-    return {"t": time.monotonic(), "cpu": cpuSeconds(pid), "rss": rssKiB(pid), "cores": busy,
-            "softirq": soft}
+    processes = server.processes()
+    cpuBy = {role: _measured(cpuSeconds, pids) for role, pids in processes.items()}
+    out = {"t": time.monotonic(), "cpu": sum(cpuBy.values()), "cpuBy": cpuBy,
+           "rss": int(sum(_measured(rssKiB, pids) for pids in processes.values())),
+           "cores": busy, "softirq": soft}
+    if loadgen is not None:
+        out["loadgen"] = _measured(cpuSeconds, [loadgen])
+    return out
 
 
 class Server:
@@ -119,6 +189,10 @@ class Server:
     output is drained by a thread and kept for error reports.
     """
 
+    #: Start the server as the leader of a new process group (for servers
+    #: that fork, so that what is left of them can be killed at once).
+    newSession = False
+
     def __init__(self, name: str, argv: list[str], ready: str, env: dict[str, str] | None = None,
                  pin: bool = True) -> None:
         self.name = name
@@ -126,6 +200,8 @@ class Server:
         self.ready = re.compile(ready)
         self.env = env
         self.pin = pin
+        #: The cores the server may run on, whose busy time is watched.
+        self.cores: tuple[int, ...] = (SERVER_CORE,) if pin else tuple(sorted(_cores()))
         self.lines: list[str] = []
         self.port: int | None = None
         self.proc: subprocess.Popen[str] | None = None
@@ -135,7 +211,7 @@ class Server:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, env=env, cwd=str(REPO),
+            text=True, env=env, cwd=str(REPO), start_new_session=self.newSession,
             preexec_fn=_preexec(SERVER_CORE if self.pin else None),
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -149,12 +225,30 @@ class Server:
         for line in self.proc.stdout:
             if len(self.lines) < 2000:
                 self.lines.append(line.rstrip())
-            if self.port is None:
-                m = self.ready.search(line)
-                if m:
-                    self.port = int(m.group(1))
-                    self._portSeen.set()
+            self._watch(line)
         self._portSeen.set()
+
+    def _watch(self, line: str) -> None:
+        """
+        Read one line of the server's output: the ready line gives the port.
+        """
+        if self.port is None:
+            m = self.ready.search(line)
+            if m:
+                self.port = int(m.group(1))
+                self._portSeen.set()
+
+    def processes(self) -> dict[str, list[int]]:
+        """
+        The processes whose CPU is the server's, by role.
+        """
+        return {"server": [self.pid]}
+
+    def summary(self) -> dict[str, Any]:
+        """
+        Figures the server's own output gave during a run, for the results.
+        """
+        return {}
 
     @property
     def pid(self) -> int:
@@ -163,6 +257,12 @@ class Server:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def failure(self) -> str:
+        """
+        Why the server is not L{alive}, for the errors.
+        """
+        return f"{self.name} exited: " + " | ".join(self.lines[-5:])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,15 +275,18 @@ class Server:
 EXTRA_SERVER_ARGS: list[str] = []
 
 
+def ourCommand(python: str) -> list[str]:
+    """
+    Our service's command line, as every scenario runs it.
+    """
+    return [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+            "wsservice", "--port", "0", "--interface", "127.0.0.1",
+            "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS]
+
+
 def ours(python: str) -> Server:
-    return Server(
-        "wsservice",
-        [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-         "wsservice", "--port", "0", "--interface", "127.0.0.1",
-         "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS],
-        r"wsservice starting on '?(\d+)",
-        env={"PYTHONPATH": str(REPO)},
-    )
+    return Server("wsservice", ourCommand(python), r"wsservice starting on '?(\d+)",
+                  env={"PYTHONPATH": str(REPO)})
 
 
 def nodeBroadcast(node: str) -> Server:
@@ -204,36 +307,65 @@ def websocketsEcho(python: str) -> Server:
 @dataclass
 class LoadRun:
     result: dict[str, Any]
-    marks: dict[str, dict[str, float]]
-    baseline: dict[str, float]
+    marks: dict[str, dict[str, Any]]
+    baseline: dict[str, Any]
     errors: list[str] = field(default_factory=list)
+    #: The cores the server ran on.
+    cores: tuple[int, ...] = (SERVER_CORE,)
+    #: L{Server.summary} after the run.
+    serverInfo: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, name: str) -> dict[str, Any]:
+        """
+        The server's sample at the mark C{name}; if the run never got a
+        sample there (the server died, the load generator gave up), a
+        L{BenchError} with the run's errors instead of a C{KeyError}.
+        """
+        try:
+            return self.marks[name]
+        except KeyError:
+            raise BenchError(f"no sample at {name!r}: "
+                             + ("; ".join(self.errors[-5:]) or "no error reported")) from None
 
     def cpu(self, a: str = "start", b: str = "end") -> float:
-        return self.marks[b]["cpu"] - self.marks[a]["cpu"]
+        return self.mark(b)["cpu"] - self.mark(a)["cpu"]
+
+    def cpuBy(self, a: str = "start", b: str = "end") -> dict[str, float]:
+        """
+        CPU seconds in the window by the role of the server's processes.
+        """
+        before = self.mark(a)["cpuBy"]
+        return {role: cpu - before.get(role, 0.0) for role, cpu in self.mark(b)["cpuBy"].items()}
 
     def wall(self, a: str = "start", b: str = "end") -> float:
-        return self.marks[b]["t"] - self.marks[a]["t"]
+        return self.mark(b)["t"] - self.mark(a)["t"]
 
     def foreign(self, a: str = "start", b: str = "end") -> float | None:
         """
-        Share of the server core spent on anything but the server during the
-        window (other processes on a shared machine, interrupts).
+        Share of the server's cores spent on anything but the server during
+        the window (other processes on a shared machine, interrupts); when
+        the server shares the load generator's core, the load generator's
+        CPU is not counted as foreign either.  In cores: 1.0 is one core.
         """
         try:
-            busy = self.marks[b]["cores"][SERVER_CORE] - self.marks[a]["cores"][SERVER_CORE]
+            busy = sum(self.marks[b]["cores"][c] - self.marks[a]["cores"][c] for c in self.cores)
+            own = self.cpu(a, b)
+            if LOAD_CORE in self.cores:
+                own += self.marks[b]["loadgen"] - self.marks[a]["loadgen"]
         except KeyError:
             return None
         wall = self.wall(a, b)
-        return max(0.0, (busy - self.cpu(a, b)) / wall) if wall else None
+        return max(0.0, (busy - own) / wall) if wall else None
 
     def softirq(self, a: str = "start", b: str = "end") -> float | None:
         """
-        Softirq seconds on the server core during the window: loopback TCP
+        Softirq seconds on the server's cores during the window: loopback TCP
         receive processing for the frames the server sends, which Linux does
         not charge to the server process.
         """
         try:
-            return self.marks[b]["softirq"][SERVER_CORE] - self.marks[a]["softirq"][SERVER_CORE]
+            return sum(self.marks[b]["softirq"][c] - self.marks[a]["softirq"][c]
+                       for c in self.cores)
         except KeyError:
             return None
 
@@ -245,7 +377,7 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
     MARK line the generator prints.
     """
     config = dict(config, timeLimit=timeLimit)
-    baseline = sample(server.pid)
+    baseline = sample(server)
     proc = subprocess.Popen(
         [node, str(BENCH / "loadgen.js"), json.dumps(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -276,7 +408,7 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
             if line.startswith("MARK "):
                 name = line[5:].strip()
                 if server.alive():
-                    marks[name] = sample(server.pid)
+                    marks[name] = sample(server, proc.pid)
                 if onMark:
                     onMark(name)
             elif line.startswith("RESULT "):
@@ -293,12 +425,12 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
                 proc.kill()
                 proc.wait()
     if not server.alive():
-        errors.append(f"{server.name} exited: " + " | ".join(server.lines[-5:]))
+        errors.append(server.failure())
     if result is None:
         raise BenchError(f"load generator gave no result against {server.name}:\n"
                          + "\n".join((errors + other)[-30:]))
     errors.extend(e for e in result.get("errors", []) if e not in errors)
-    return LoadRun(result, marks, baseline, errors)
+    return LoadRun(result, marks, baseline, errors, cores=server.cores)
 
 
 # -- the scenarios ------------------------------------------------------------
@@ -347,6 +479,7 @@ class Bench:
             config = dict(config, url=config["url"].replace("PORT", str(server.port)))
             run = runLoad(self.node, server, config, timeLimit,
                           (lambda name: onMark(server, name)) if onMark else None)
+            run.serverInfo = server.summary()
         finally:
             server.stop()
         for e in run.errors:
@@ -376,10 +509,12 @@ class Bench:
 
     def fanout(self, clients: int, seconds: float, rate: float = 0,
                onMark: Callable[[Server, str], None] | None = None,
-               only: str | None = None) -> dict[str, Any]:
+               only: str | None = None,
+               targets: list[tuple[str, Callable[[], Server], dict[str, Any]]] | None = None,
+               ) -> dict[str, Any]:
         p = self.plan
         out = {}
-        for key, make, base in self.chatTargets():
+        for key, make, base in targets or self.chatTargets():
             if only and key != only:
                 continue
             config = dict(base, mode="fanout", clients=clients, senders=p.senders, rate=rate,
@@ -402,13 +537,18 @@ class Bench:
             r["softirq_share"] = soft / wall if soft is not None and wall else None
             r["cpu_us_per_delivery_with_softirq"] = (
                 (cpu + soft) / d * 1e6 if d and soft is not None else None)
+            byRole = run.cpuBy()
+            if len(byRole) > 1:
+                r["cpu_us_per_delivery_by_process"] = (
+                    {role: c / d * 1e6 for role, c in byRole.items()} if d else None)
+            r.update(run.serverInfo)
             out[key] = r
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
                      f"{_f(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {_ms(r.get('p50_us'))} "
                      f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
                      f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
-                     f"other load on server core {_pct(r['foreign_cpu_share'])}, "
+                     f"other load on server core(s) {_pct(r['foreign_cpu_share'])}, "
                      f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s")
         return out
 
@@ -817,7 +957,7 @@ def findPySpy(python: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~15 s")
+    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~40 s")
     parser.add_argument("--profile", dest="profile", action="store_true", default=None,
                         help="also profile our server with py-spy (default: on in full runs)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
