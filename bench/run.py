@@ -6,19 +6,22 @@ Benchmark wsservice against the reference Node C{ws} servers, in one run.
     python bench/run.py --quick    # tiny client counts, ~40 s (the smoke test)
 
 Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
-missing), starts each server pinned to core 0 and the Node load generator
-(C{bench/loadgen.js}) pinned to core 1, measures the server's CPU from
-C{/proc/<pid>/stat} (utime+stime) and its memory from C{VmRSS}, and prints a
-table of absolute figures and ratios (ours / reference).  The raw figures go
-to C{bench/results-<time>.json} (git-ignored).
+missing), starts each server (but scenario 6's) pinned to core 0 and the
+Node load generator (C{bench/loadgen.js}) pinned to core 1, measures the
+server's CPU from C{/proc/<pid>/stat} (utime+stime) and its memory from
+C{VmRSS}, and prints a table of absolute figures and ratios (ours /
+reference).  The raw figures go to C{bench/results-<time>.json}
+(git-ignored).
 
 Scenarios: 1) chat fan-out at the rate the server sustains; 2) the same at a
 fixed 50 msg/s; 3) echo round trips (Node C{ws} and Python C{websockets} as
 references); 4) idle connections: handshakes/s and memory per connection;
-5) cost per delivery against room size; 6) --workers 2 with Redis: a
-placeholder, not built yet.  C{--profile} (on by default in the full run when
-py-spy is installed) re-runs 1 and 3 on our server under C{py-spy record} and
-prints the hottest functions.
+5) cost per delivery against room size; 6) 1 and 2 again against
+C{--workers 2} sharing the room through a throwaway redis-server (not
+CPU-isolated: see L{WORKERS_PINNING}; skipped without redis-server).
+C{--profile} (on by default in the full run when py-spy is installed)
+re-runs 1 and 3 on our server under C{py-spy record} and prints the hottest
+functions.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import re
 import resource
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -304,6 +308,189 @@ def websocketsEcho(python: str) -> Server:
                   r"listening (\d+)")
 
 
+def freePort() -> int:
+    """
+    A loopback TCP port nobody listens on right now (redis-server has no
+    C{--port 0}).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """
+    A throwaway C{redis-server} on a free loopback port, without
+    persistence: the broker of scenario 6.  Not pinned (see
+    L{WORKERS_PINNING}).
+    """
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        self.port = freePort()
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            preexec_fn=_preexec(None),
+        )
+        ready = threading.Event()
+        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
+        # Its own "Ready to accept connections" line (or its exit), not time.
+        if not ready.wait(timeout) or not self.alive():
+            self.stop()
+            raise BenchError("redis-server did not start:\n" + "\n".join(self.lines[-30:]))
+        return self
+
+    def _pump(self, ready: threading.Event) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            if len(self.lines) < 200:
+                self.lines.append(line.rstrip())
+            if "Ready to accept connections" in line:
+                ready.set()
+        ready.set()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+#: How scenario 6 places its processes, printed with its results.
+WORKERS_PINNING = (
+    "scenario 6 is not CPU-isolated: the supervisor, both workers and redis-server run unpinned "
+    f"on every core and share core {LOAD_CORE} with the load generator (pinned there as always), "
+    "because two workers pinned to one core would measure one core's worth of work.  Its "
+    "deliveries/s and latencies are therefore bounded by the machine, not by the service; "
+    "its CPU per delivery (supervisor + workers + redis-server) is the meaningful figure."
+)
+
+
+class WorkerPool(Server):
+    """
+    Our service as C{--workers N} with its own throwaway redis-server as the
+    broker: the supervisor, its workers and Redis together are the server
+    under test.  It is ready once every worker has said both C{wsservice
+    ready} and C{connected to Redis}, so no client reaches a worker that
+    cannot yet share its room.
+    """
+
+    newSession = True
+    #: Seconds the supervisor gets to stop its workers (each waits up to
+    #: --shutdown-timeout, 5 s by default, for its clients).
+    stopGrace = 20
+
+    _shared = re.compile(r"workers share \S+ on port (\d+)")
+    _workerLine = re.compile(r"\[worker (\d+) pid \d+\] (.*)")
+    _died = re.compile(r"worker \d+ died")
+    _opened = re.compile(r"\] open \S+ ")
+
+    def __init__(self, python: str, redis: str, workers: int = 2) -> None:
+        super().__init__(f"wsservice --workers {workers} + Redis", [], ready="",
+                         env={"PYTHONPATH": str(REPO)}, pin=False)
+        self.python = python
+        self.workers = workers
+        self.redis = RedisServer(redis)
+        self.sharedPort: int | None = None
+        self.readyWorkers: set[int] = set()
+        self.connectedWorkers: set[int] = set()
+        self.deaths: list[str] = []
+        self.opened: Counter[int] = Counter()
+
+    def start(self, timeout: float = 60) -> "Server":
+        self.redis.start()
+        self.argv = [*ourCommand(self.python), "--workers", str(self.workers),
+                     "--broker", self.redis.url]
+        return super().start(timeout)
+
+    def _watch(self, line: str) -> None:
+        worker = self._workerLine.search(line)
+        if worker:
+            index, text = int(worker.group(1)), worker.group(2)
+            if self._opened.search(text):
+                self.opened[index] += 1
+            elif "wsservice ready" in text:
+                self.readyWorkers.add(index)
+            elif "connected to Redis" in text:
+                self.connectedWorkers.add(index)
+        elif self._died.search(line):
+            self.deaths.append(line.strip())
+        elif self.sharedPort is None and (shared := self._shared.search(line)):
+            self.sharedPort = int(shared.group(1))
+        everyone = set(range(self.workers))
+        if (self.port is None and self.sharedPort is not None
+                and everyone <= self.readyWorkers and everyone <= self.connectedWorkers):
+            self.port = self.sharedPort
+            self._portSeen.set()
+
+    def alive(self) -> bool:
+        return super().alive() and self.redis.alive() and not self.deaths
+
+    def failure(self) -> str:
+        if not super().alive():
+            return super().failure()
+        if not self.redis.alive():
+            return "redis-server exited: " + " | ".join(self.redis.lines[-5:])
+        return "; ".join(self.deaths)
+
+    def processes(self) -> dict[str, list[int]]:
+        return {"supervisor": [self.pid], "workers": descendants(self.pid),
+                "redis": [self.redis.pid]}
+
+    def summary(self) -> dict[str, Any]:
+        return {"clients_per_worker": {str(i): self.opened[i] for i in range(self.workers)},
+                "worker_deaths": list(self.deaths)}
+
+    def stop(self) -> None:
+        try:
+            self._stopSupervisor()
+        finally:
+            self.redis.stop()
+
+    def _stopSupervisor(self) -> None:
+        """
+        SIGTERM the supervisor, which stops its workers and waits for them;
+        whatever is left of its process group afterwards (all of it, if the
+        supervisor did not exit in time) is killed.
+        """
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stopGrace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass  # the group is empty: everyone exited
+        self.proc.wait(10)
+
+
 @dataclass
 class LoadRun:
     result: dict[str, Any]
@@ -368,6 +555,20 @@ class LoadRun:
                        for c in self.cores)
         except KeyError:
             return None
+
+
+def oneSided(spread: dict[str, int] | None) -> bool:
+    """
+    Whether some workers got clients and some none (C{spread} is
+    C{clients_per_worker}; all zero means the connection log is off and
+    nobody knows).
+    """
+    counts = list((spread or {}).values())
+    return any(counts) and not all(counts)
+
+
+def _spansWorkers(run: LoadRun) -> bool:
+    return not oneSided(run.serverInfo.get("clients_per_worker"))
 
 
 def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
@@ -488,17 +689,23 @@ class Bench:
 
     def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
         """
-        Measure; if something else took more than L{NOISY} of the server core
-        during the window (a shared machine), measure once more and keep the
-        quieter run.  Every attempt is logged.
+        Measure; if the kernel gave every client to one worker (the room then
+        never crossed processes), or if C{retry} and something else took more
+        than L{NOISY} of the server core during the window (a shared
+        machine), measure once more and keep the better run.  Every attempt
+        is logged.
         """
         run = measure()
-        if retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
-            self.log(f"    (other load {_pct(run.foreign())} on the server core; measuring again)")
-            again = measure()
-            if (again.foreign() or 0) < (run.foreign() or 0):
-                run = again
-        return run
+        if not _spansWorkers(run):
+            why = "every client went to one worker"
+        elif retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
+            why = f"other load {_pct(run.foreign())} on the server core(s)"
+        else:
+            return run
+        self.log(f"    ({why}; measuring again)")
+        again = measure()
+        rank = lambda r: (_spansWorkers(r), -(r.foreign() or 0))  # noqa: E731
+        return again if rank(again) > rank(run) else run
 
     def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
         return [
@@ -549,7 +756,34 @@ class Bench:
                      f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
                      f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
                      f"other load on server core(s) {_pct(r['foreign_cpu_share'])}, "
-                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s")
+                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s"
+                     + _spread(r))
+        return out
+
+    def workersRedis(self) -> dict[str, Any]:
+        """
+        Scenarios 1 and 2 against C{--workers 2} sharing the room through a
+        throwaway redis-server (see L{WORKERS_PINNING}); without a
+        redis-server, skipped with the reason.
+        """
+        redis = shutil.which("redis-server")
+        if redis is None:
+            reason = "redis-server not found on PATH"
+            self.notes.append(f"scenario 6 skipped: {reason}")
+            self.log(f"  skipped: {reason}")
+            return {"skipped": reason}
+        p = self.plan
+        targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2),
+                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"})]
+        self.notes.append(WORKERS_PINNING)
+        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
+        out["fanout"] = self.fanout(p.fanClients, p.fanSeconds, targets=targets)["2 workers"]
+        out["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate,
+                                        targets=targets)["2 workers"]
+        for kind in ("fanout", "fixed_rate"):
+            if oneSided(out[kind].get("clients_per_worker")):
+                self.notes.append(f"scenario 6 {kind}: every client went to one worker, twice, "
+                                  "so the room did not cross Redis")
         return out
 
     def echo(self, onMark: Callable[[Server, str], None] | None = None,
@@ -665,12 +899,9 @@ class Bench:
                     scale[str(n)] = self.fanout(n, p.scaleSeconds)
             self.results["scale"] = scale
         if 6 in scenarios:
-            # PLACEHOLDER: --workers 2 with rooms shared through Redis is not
-            # built yet.  When it is: start our service with --workers 2
-            # --broker redis://127.0.0.1:<port>/0 against a redis-server on
-            # the server core and repeat scenarios 1 and 4 against it.
-            self.log("[6] --workers 2 with Redis: placeholder, not built yet")
-            self.results["workers2_redis"] = None
+            self.log(f"[6] --workers 2 with Redis: scenarios 1 and 2 again, {p.fanClients} "
+                     f"clients in one room across both workers")
+            self.results["workers2_redis"] = self.workersRedis()
 
     # -- profiling ------------------------------------------------------------
 
@@ -901,11 +1132,77 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
             _sum(v.get("node", {}), "connect_s", "settle_s"))
-    rows.append(("6 --workers 2 with Redis", "PLACEHOLDER: not built yet", "", "", "", ""))
+    _workersRows(results, plan, row, rows.append)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
             *map(fmtRow, rows)]
+
+
+def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
+                 add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 6's rows: C{--workers 2} with Redis against Node, and against
+    our single process in scenarios 1 and 2 of the same run ("2 workers / 1
+    process"; "-" when those did not run).
+    """
+    w6 = results.get("workers2_redis") or {}
+    if w6.get("skipped"):
+        add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
+        return
+    us = lambda x: _f(x, 2)  # noqa: E731
+    lost = lambda x: "-" if x is None else str(x)  # noqa: E731
+
+    def perProcess(label: str, w: dict[str, Any], single: dict[str, Any], key: str) -> None:
+        add((f"{label}, 2 workers / 1 process", "", "", _ratio(w.get(key), single.get(key)), "",
+             ""))
+
+    w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
+               results.get("fanout", {}).get("node", {}))
+    row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
+        "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
+    perProcess("6 fan-out: deliveries/s", w, o, "deliveries_per_s")
+    row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+    perProcess("6 fan-out: CPU per delivery", w, o, "cpu_us_per_delivery")
+    split = w.get("cpu_us_per_delivery_by_process") or {}
+    add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
+         " / ".join(us(split.get(k)) for k in ("supervisor", "workers", "redis")), "", "", "", ""))
+    row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    perProcess("6 fan-out: p99 latency", w, o, "p99_us")
+    row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
+        None if w.get("lost") is None else w["lost"] == 0, fmt=lost)
+    row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
+        n.get("server_cpu_share"), fmt=_pct)
+    row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    row("6 fan-out: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
+        fmt=_pct)
+    spread = w.get("clients_per_worker")
+    add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
+         "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
+               results.get("fixed_rate", {}).get("node", {}))
+    row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w, o, "p99_us")
+    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=lost)
+    row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w, o, "cpu_us_per_delivery")
+
+
+def _spreadCell(r: dict[str, Any]) -> str:
+    """
+    How many clients each worker accepted, as C{"489 / 511"}.
+    """
+    spread = r.get("clients_per_worker")
+    return " / ".join(str(v) for v in spread.values()) if spread else "-"
+
+
+def _spread(r: dict[str, Any]) -> str:
+    return f", clients per worker {_spreadCell(r)}" if r.get("clients_per_worker") else ""
 
 
 def _sum(d: dict[str, Any], *keys: str) -> float | None:
