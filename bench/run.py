@@ -1153,24 +1153,24 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     us = lambda x: _f(x, 2)  # noqa: E731
     lost = lambda x: "-" if x is None else str(x)  # noqa: E731
 
-    def perProcess(label: str, w: dict[str, Any], single: dict[str, Any], key: str) -> None:
-        add((f"{label}, 2 workers / 1 process", "", "", _ratio(w.get(key), single.get(key)), "",
-             ""))
+    def perProcess(label: str, workers: Any, single: Any) -> None:
+        add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
 
     w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
                results.get("fanout", {}).get("node", {}))
     row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
         "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
-    perProcess("6 fan-out: deliveries/s", w, o, "deliveries_per_s")
+    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
     row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
-    perProcess("6 fan-out: CPU per delivery", w, o, "cpu_us_per_delivery")
+    perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
     split = w.get("cpu_us_per_delivery_by_process") or {}
     add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
          " / ".join(us(split.get(k)) for k in ("supervisor", "workers", "redis")), "", "", "", ""))
     row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
     row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
-    perProcess("6 fan-out: p99 latency", w, o, "p99_us")
+    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
     row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
         None if w.get("lost") is None else w["lost"] == 0, fmt=lost)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
@@ -1182,15 +1182,19 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     spread = w.get("clients_per_worker")
     add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
          "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    setup = lambda r: _sum(r, "connect_s", "settle_s")  # noqa: E731
+    row("6 fan-out: setup (connect + settle) (s)", setup(w), setup(n))
+    perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
     w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
                results.get("fixed_rate", {}).get("node", {}))
     row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
     row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
-    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w, o, "p99_us")
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
     row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=lost)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
-    perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w, o, "cpu_us_per_delivery")
+    perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
 
 
 def _spreadCell(r: dict[str, Any]) -> str:
@@ -1202,6 +1206,9 @@ def _spreadCell(r: dict[str, Any]) -> str:
 
 
 def _spread(r: dict[str, Any]) -> str:
+    """
+    The clients per worker for a progress line, or nothing for one process.
+    """
     return f", clients per worker {_spreadCell(r)}" if r.get("clients_per_worker") else ""
 
 
