@@ -3,33 +3,39 @@
 Benchmark wsservice against the reference Node C{ws} servers, in one run.
 
     python bench/run.py            # the full run (~6-8 minutes)
-    python bench/run.py --quick    # tiny client counts, ~15 s (the smoke test)
+    python bench/run.py --quick    # tiny client counts, ~40 s (the smoke test)
 
 Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
-missing), starts each server pinned to core 0 and the Node load generator
-(C{bench/loadgen.js}) pinned to core 1, measures the server's CPU from
-C{/proc/<pid>/stat} (utime+stime) and its memory from C{VmRSS}, and prints a
-table of absolute figures and ratios (ours / reference).  The raw figures go
-to C{bench/results-<time>.json} (git-ignored).
+missing), starts each server (but scenario 6's) pinned to core 0 and the
+Node load generator (C{bench/loadgen.js}) pinned to core 1, measures the
+server's CPU from C{/proc/<pid>/stat} (utime+stime) and its memory from
+C{VmRSS}, and prints a table of absolute figures and ratios (ours /
+reference).  The raw figures go to C{bench/results-<time>.json}
+(git-ignored).
 
 Scenarios: 1) chat fan-out at the rate the server sustains; 2) the same at a
 fixed 50 msg/s; 3) echo round trips (Node C{ws} and Python C{websockets} as
 references); 4) idle connections: handshakes/s and memory per connection;
-5) cost per delivery against room size; 6) --workers 2 with Redis: a
-placeholder, not built yet.  C{--profile} (on by default in the full run when
-py-spy is installed) re-runs 1 and 3 on our server under C{py-spy record} and
-prints the hottest functions.
+5) cost per delivery against room size; 6) 1 and 2 again against
+C{--workers 2} sharing the room through a throwaway redis-server (not
+CPU-isolated: see L{WORKERS_PINNING}; skipped without redis-server).
+C{--profile} (on by default in the full run when py-spy is installed)
+re-runs 1 and 3 on our server under C{py-spy record} and prints the hottest
+functions.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import queue
 import re
 import resource
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -64,13 +70,36 @@ def _cores() -> set[int]:
 
 
 def _preexec(core: int | None) -> Callable[[], None]:
+    """
+    What a child does before it runs: raise its file limit, pin it to
+    C{core} (unless C{None}), and arrange to be killed when the harness dies,
+    so a harness killed by a test's timeout leaves no server behind.
+    """
+    dieWithParent = _deathSignal()
+
     def setup() -> None:
         soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         want = hard if hard != resource.RLIM_INFINITY else 65536
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(want, 65536), hard))
         if core is not None:
             os.sched_setaffinity(0, {core})
+        dieWithParent()
     return setup
+
+
+def _deathSignal() -> Callable[[], None]:
+    """
+    A call that makes the calling process get SIGKILL when its parent exits
+    (Linux C{prctl(PR_SET_PDEATHSIG)}), or does nothing elsewhere.  libc is
+    looked up here, in the parent: the child of a threaded process should
+    not load libraries between fork and exec.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return lambda: None
+    PR_SET_PDEATHSIG = 1
+    return lambda: prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def cpuSeconds(pid: int) -> float:
@@ -90,6 +119,40 @@ def rssKiB(pid: int) -> int:
     raise BenchError(f"no VmRSS for {pid}")
 
 
+def _measured(measure: Callable[[int], float], pids: list[int]) -> float:
+    """
+    C{measure} summed over C{pids}; a process that has just gone counts as
+    nothing (the server's C{alive()} check reports it).
+    """
+    total = 0.0
+    for pid in pids:
+        try:
+            total += measure(pid)
+        except (OSError, BenchError):
+            pass
+    return total
+
+
+def descendants(pid: int) -> list[int]:
+    """
+    Every process below C{pid}, from C{/proc/<pid>/task/*/children}.
+    """
+    found: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                children = [int(c) for c in f.read().split()]
+        except OSError:
+            continue
+        for child in children:
+            found += [child, *descendants(child)]
+    return found
+
+
 def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
     """
     Busy and softirq seconds of each core since boot, from /proc/stat: what
@@ -107,10 +170,21 @@ def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
     return busy, soft
 
 
-def sample(pid: int) -> dict[str, Any]:
+def sample(server: "Server", loadgen: int | None = None) -> dict[str, Any]:
+    """
+    The server's CPU seconds (in all, and by the role of each of its
+    processes), its memory, every core's busy time and, when given, the load
+    generator's CPU seconds.
+    """
     busy, soft = coreBusy()
-    return {"t": time.monotonic(), "cpu": cpuSeconds(pid), "rss": rssKiB(pid), "cores": busy,
-            "softirq": soft}
+    processes = server.processes()
+    cpuBy = {role: _measured(cpuSeconds, pids) for role, pids in processes.items()}
+    out = {"t": time.monotonic(), "cpu": sum(cpuBy.values()), "cpuBy": cpuBy,
+           "rss": int(sum(_measured(rssKiB, pids) for pids in processes.values())),
+           "cores": busy, "softirq": soft}
+    if loadgen is not None:
+        out["loadgen"] = _measured(cpuSeconds, [loadgen])
+    return out
 
 
 class Server:
@@ -119,6 +193,10 @@ class Server:
     output is drained by a thread and kept for error reports.
     """
 
+    #: Start the server as the leader of a new process group (for servers
+    #: that fork, so that what is left of them can be killed at once).
+    newSession = False
+
     def __init__(self, name: str, argv: list[str], ready: str, env: dict[str, str] | None = None,
                  pin: bool = True) -> None:
         self.name = name
@@ -126,6 +204,8 @@ class Server:
         self.ready = re.compile(ready)
         self.env = env
         self.pin = pin
+        #: The cores the server may run on, whose busy time is watched.
+        self.cores: tuple[int, ...] = (SERVER_CORE,) if pin else tuple(sorted(_cores()))
         self.lines: list[str] = []
         self.port: int | None = None
         self.proc: subprocess.Popen[str] | None = None
@@ -135,7 +215,7 @@ class Server:
         env = dict(os.environ, PYTHONUNBUFFERED="1", **(self.env or {}))
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            text=True, env=env, cwd=str(REPO),
+            text=True, env=env, cwd=str(REPO), start_new_session=self.newSession,
             preexec_fn=_preexec(SERVER_CORE if self.pin else None),
         )
         threading.Thread(target=self._pump, daemon=True).start()
@@ -149,12 +229,30 @@ class Server:
         for line in self.proc.stdout:
             if len(self.lines) < 2000:
                 self.lines.append(line.rstrip())
-            if self.port is None:
-                m = self.ready.search(line)
-                if m:
-                    self.port = int(m.group(1))
-                    self._portSeen.set()
+            self._watch(line)
         self._portSeen.set()
+
+    def _watch(self, line: str) -> None:
+        """
+        Read one line of the server's output: the ready line gives the port.
+        """
+        if self.port is None:
+            m = self.ready.search(line)
+            if m:
+                self.port = int(m.group(1))
+                self._portSeen.set()
+
+    def processes(self) -> dict[str, list[int]]:
+        """
+        The processes whose CPU is the server's, by role.
+        """
+        return {"server": [self.pid]}
+
+    def summary(self) -> dict[str, Any]:
+        """
+        Figures the server's own output gave during a run, for the results.
+        """
+        return {}
 
     @property
     def pid(self) -> int:
@@ -163,6 +261,12 @@ class Server:
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
+
+    def failure(self) -> str:
+        """
+        Why the server is not L{alive}, for the errors.
+        """
+        return f"{self.name} exited: " + " | ".join(self.lines[-5:])
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
@@ -175,15 +279,18 @@ class Server:
 EXTRA_SERVER_ARGS: list[str] = []
 
 
+def ourCommand(python: str) -> list[str]:
+    """
+    Our service's command line, as every scenario runs it.
+    """
+    return [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+            "wsservice", "--port", "0", "--interface", "127.0.0.1",
+            "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS]
+
+
 def ours(python: str) -> Server:
-    return Server(
-        "wsservice",
-        [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-         "wsservice", "--port", "0", "--interface", "127.0.0.1",
-         "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS],
-        r"wsservice starting on '?(\d+)",
-        env={"PYTHONPATH": str(REPO)},
-    )
+    return Server("wsservice", ourCommand(python), r"wsservice starting on '?(\d+)",
+                  env={"PYTHONPATH": str(REPO)})
 
 
 def nodeBroadcast(node: str) -> Server:
@@ -201,41 +308,267 @@ def websocketsEcho(python: str) -> Server:
                   r"listening (\d+)")
 
 
+def freePort() -> int:
+    """
+    A loopback TCP port nobody listens on right now (redis-server has no
+    C{--port 0}).
+    """
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """
+    A throwaway C{redis-server} on a free loopback port, without
+    persistence: the broker of scenario 6.  Not pinned (see
+    L{WORKERS_PINNING}).
+    """
+
+    def __init__(self, binary: str) -> None:
+        self.binary = binary
+        self.port = 0
+        self.proc: subprocess.Popen[str] | None = None
+        self.lines: list[str] = []
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def start(self, timeout: float = 10) -> "RedisServer":
+        self.port = freePort()
+        self.proc = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
+            preexec_fn=_preexec(None),
+        )
+        ready = threading.Event()
+        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
+        # Its own "Ready to accept connections" line (or its exit), not time.
+        if not ready.wait(timeout) or not self.alive():
+            self.stop()
+            raise BenchError("redis-server did not start:\n" + "\n".join(self.lines[-30:]))
+        return self
+
+    def _pump(self, ready: threading.Event) -> None:
+        assert self.proc and self.proc.stdout
+        for line in self.proc.stdout:
+            if len(self.lines) < 200:
+                self.lines.append(line.rstrip())
+            if "Ready to accept connections" in line:
+                ready.set()
+        ready.set()
+
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self) -> None:
+        if self.alive():
+            assert self.proc is not None
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+#: How scenario 6 places its processes, printed with its results.
+WORKERS_PINNING = (
+    "scenario 6 is not CPU-isolated: the supervisor, both workers and redis-server run unpinned "
+    f"on every core and share core {LOAD_CORE} with the load generator (pinned there as always), "
+    "because two workers pinned to one core would measure one core's worth of work.  Its "
+    "deliveries/s and latencies are therefore bounded by the machine, not by the service; "
+    "its CPU per delivery (supervisor + workers + redis-server) is the meaningful figure."
+)
+
+
+class WorkerPool(Server):
+    """
+    Our service as C{--workers N} with its own throwaway redis-server as the
+    broker: the supervisor, its workers and Redis together are the server
+    under test.  It is ready once every worker has said both C{wsservice
+    ready} and C{connected to Redis}, so no client reaches a worker that
+    cannot yet share its room.
+    """
+
+    newSession = True
+    #: Seconds the supervisor gets to stop its workers (each waits up to
+    #: --shutdown-timeout, 5 s by default, for its clients).
+    stopGrace = 20
+
+    _shared = re.compile(r"workers share \S+ on port (\d+)")
+    _workerLine = re.compile(r"\[worker (\d+) pid \d+\] (.*)")
+    _died = re.compile(r"worker \d+ died")
+    _opened = re.compile(r"\] open \S+ ")
+
+    def __init__(self, python: str, redis: str, workers: int = 2) -> None:
+        super().__init__(f"wsservice --workers {workers} + Redis", [], ready="",
+                         env={"PYTHONPATH": str(REPO)}, pin=False)
+        self.python = python
+        self.workers = workers
+        self.redis = RedisServer(redis)
+        self.sharedPort: int | None = None
+        self.readyWorkers: set[int] = set()
+        self.connectedWorkers: set[int] = set()
+        self.deaths: list[str] = []
+        self.opened: Counter[int] = Counter()
+
+    def start(self, timeout: float = 60) -> "Server":
+        self.redis.start()
+        self.argv = [*ourCommand(self.python), "--workers", str(self.workers),
+                     "--broker", self.redis.url]
+        return super().start(timeout)
+
+    def _watch(self, line: str) -> None:
+        worker = self._workerLine.search(line)
+        if worker:
+            index, text = int(worker.group(1)), worker.group(2)
+            if self._opened.search(text):
+                self.opened[index] += 1
+            elif "wsservice ready" in text:
+                self.readyWorkers.add(index)
+            elif "connected to Redis" in text:
+                self.connectedWorkers.add(index)
+        elif self._died.search(line):
+            self.deaths.append(line.strip())
+        elif self.sharedPort is None and (shared := self._shared.search(line)):
+            self.sharedPort = int(shared.group(1))
+        everyone = set(range(self.workers))
+        if (self.port is None and self.sharedPort is not None
+                and everyone <= self.readyWorkers and everyone <= self.connectedWorkers):
+            self.port = self.sharedPort
+            self._portSeen.set()
+
+    def alive(self) -> bool:
+        return super().alive() and self.redis.alive() and not self.deaths
+
+    def failure(self) -> str:
+        if not super().alive():
+            return super().failure()
+        if not self.redis.alive():
+            return "redis-server exited: " + " | ".join(self.redis.lines[-5:])
+        return "; ".join(self.deaths)
+
+    def processes(self) -> dict[str, list[int]]:
+        return {"supervisor": [self.pid], "workers": descendants(self.pid),
+                "redis": [self.redis.pid]}
+
+    def summary(self) -> dict[str, Any]:
+        return {"clients_per_worker": {str(i): self.opened[i] for i in range(self.workers)},
+                "worker_deaths": list(self.deaths)}
+
+    def stop(self) -> None:
+        try:
+            self._stopSupervisor()
+        finally:
+            self.redis.stop()
+
+    def _stopSupervisor(self) -> None:
+        """
+        SIGTERM the supervisor, which stops its workers and waits for them;
+        whatever is left of its process group afterwards (all of it, if the
+        supervisor did not exit in time) is killed.
+        """
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.stopGrace)
+            except subprocess.TimeoutExpired:
+                pass
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass  # the group is empty: everyone exited
+        self.proc.wait(10)
+
+
 @dataclass
 class LoadRun:
     result: dict[str, Any]
-    marks: dict[str, dict[str, float]]
-    baseline: dict[str, float]
+    marks: dict[str, dict[str, Any]]
+    baseline: dict[str, Any]
     errors: list[str] = field(default_factory=list)
+    #: The cores the server ran on.
+    cores: tuple[int, ...] = (SERVER_CORE,)
+    #: L{Server.summary} after the run.
+    serverInfo: dict[str, Any] = field(default_factory=dict)
+
+    def mark(self, name: str) -> dict[str, Any]:
+        """
+        The server's sample at the mark C{name}; if the run never got a
+        sample there (the server died, the load generator gave up), a
+        L{BenchError} with the run's errors instead of a C{KeyError}.
+        """
+        try:
+            return self.marks[name]
+        except KeyError:
+            raise BenchError(f"no sample at {name!r}: "
+                             + ("; ".join(self.errors[-5:]) or "no error reported")) from None
 
     def cpu(self, a: str = "start", b: str = "end") -> float:
-        return self.marks[b]["cpu"] - self.marks[a]["cpu"]
+        return self.mark(b)["cpu"] - self.mark(a)["cpu"]
+
+    def cpuBy(self, a: str = "start", b: str = "end") -> dict[str, float]:
+        """
+        CPU seconds in the window by the role of the server's processes.
+        """
+        before = self.mark(a)["cpuBy"]
+        return {role: cpu - before.get(role, 0.0) for role, cpu in self.mark(b)["cpuBy"].items()}
 
     def wall(self, a: str = "start", b: str = "end") -> float:
-        return self.marks[b]["t"] - self.marks[a]["t"]
+        return self.mark(b)["t"] - self.mark(a)["t"]
 
     def foreign(self, a: str = "start", b: str = "end") -> float | None:
         """
-        Share of the server core spent on anything but the server during the
-        window (other processes on a shared machine, interrupts).
+        Share of the server's cores spent on anything but the server during
+        the window (other processes on a shared machine, interrupts); when
+        the server shares the load generator's core, the load generator's
+        CPU is not counted as foreign either.  In cores: 1.0 is one core.
         """
         try:
-            busy = self.marks[b]["cores"][SERVER_CORE] - self.marks[a]["cores"][SERVER_CORE]
+            busy = sum(self.marks[b]["cores"][c] - self.marks[a]["cores"][c] for c in self.cores)
+            own = self.cpu(a, b)
+            if LOAD_CORE in self.cores:
+                own += self.marks[b]["loadgen"] - self.marks[a]["loadgen"]
         except KeyError:
             return None
         wall = self.wall(a, b)
-        return max(0.0, (busy - self.cpu(a, b)) / wall) if wall else None
+        return max(0.0, (busy - own) / wall) if wall else None
 
     def softirq(self, a: str = "start", b: str = "end") -> float | None:
         """
-        Softirq seconds on the server core during the window: loopback TCP
+        Softirq seconds on the server's cores during the window: loopback TCP
         receive processing for the frames the server sends, which Linux does
         not charge to the server process.
         """
         try:
-            return self.marks[b]["softirq"][SERVER_CORE] - self.marks[a]["softirq"][SERVER_CORE]
+            return sum(self.marks[b]["softirq"][c] - self.marks[a]["softirq"][c]
+                       for c in self.cores)
         except KeyError:
             return None
+
+
+def oneSided(spread: dict[str, int] | None) -> bool:
+    """
+    Whether some workers got clients and some none (C{spread} is
+    C{clients_per_worker}; all zero means the connection log is off and
+    nobody knows).
+    """
+    counts = list((spread or {}).values())
+    return any(counts) and not all(counts)
+
+
+def _spansWorkers(run: LoadRun) -> bool:
+    return not oneSided(run.serverInfo.get("clients_per_worker"))
 
 
 def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
@@ -245,7 +578,7 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
     MARK line the generator prints.
     """
     config = dict(config, timeLimit=timeLimit)
-    baseline = sample(server.pid)
+    baseline = sample(server)
     proc = subprocess.Popen(
         [node, str(BENCH / "loadgen.js"), json.dumps(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
@@ -276,7 +609,7 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
             if line.startswith("MARK "):
                 name = line[5:].strip()
                 if server.alive():
-                    marks[name] = sample(server.pid)
+                    marks[name] = sample(server, proc.pid)
                 if onMark:
                     onMark(name)
             elif line.startswith("RESULT "):
@@ -293,12 +626,12 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
                 proc.kill()
                 proc.wait()
     if not server.alive():
-        errors.append(f"{server.name} exited: " + " | ".join(server.lines[-5:]))
+        errors.append(server.failure())
     if result is None:
         raise BenchError(f"load generator gave no result against {server.name}:\n"
                          + "\n".join((errors + other)[-30:]))
     errors.extend(e for e in result.get("errors", []) if e not in errors)
-    return LoadRun(result, marks, baseline, errors)
+    return LoadRun(result, marks, baseline, errors, cores=server.cores)
 
 
 # -- the scenarios ------------------------------------------------------------
@@ -347,6 +680,7 @@ class Bench:
             config = dict(config, url=config["url"].replace("PORT", str(server.port)))
             run = runLoad(self.node, server, config, timeLimit,
                           (lambda name: onMark(server, name)) if onMark else None)
+            run.serverInfo = server.summary()
         finally:
             server.stop()
         for e in run.errors:
@@ -355,17 +689,23 @@ class Bench:
 
     def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
         """
-        Measure; if something else took more than L{NOISY} of the server core
-        during the window (a shared machine), measure once more and keep the
-        quieter run.  Every attempt is logged.
+        Measure; if the kernel gave every client to one worker (the room then
+        never crossed processes), or if C{retry} and something else took more
+        than L{NOISY} of the server core during the window (a shared
+        machine), measure once more and keep the better run.  Every attempt
+        is logged.
         """
         run = measure()
-        if retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
-            self.log(f"    (other load {_pct(run.foreign())} on the server core; measuring again)")
-            again = measure()
-            if (again.foreign() or 0) < (run.foreign() or 0):
-                run = again
-        return run
+        if not _spansWorkers(run):
+            why = "every client went to one worker"
+        elif retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
+            why = f"other load {_pct(run.foreign())} on the server core(s)"
+        else:
+            return run
+        self.log(f"    ({why}; measuring again)")
+        again = measure()
+        rank = lambda r: (_spansWorkers(r), -(r.foreign() or 0))  # noqa: E731
+        return again if rank(again) > rank(run) else run
 
     def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
         return [
@@ -376,10 +716,12 @@ class Bench:
 
     def fanout(self, clients: int, seconds: float, rate: float = 0,
                onMark: Callable[[Server, str], None] | None = None,
-               only: str | None = None) -> dict[str, Any]:
+               only: str | None = None,
+               targets: list[tuple[str, Callable[[], Server], dict[str, Any]]] | None = None,
+               ) -> dict[str, Any]:
         p = self.plan
         out = {}
-        for key, make, base in self.chatTargets():
+        for key, make, base in targets or self.chatTargets():
             if only and key != only:
                 continue
             config = dict(base, mode="fanout", clients=clients, senders=p.senders, rate=rate,
@@ -402,14 +744,46 @@ class Bench:
             r["softirq_share"] = soft / wall if soft is not None and wall else None
             r["cpu_us_per_delivery_with_softirq"] = (
                 (cpu + soft) / d * 1e6 if d and soft is not None else None)
+            byRole = run.cpuBy()
+            if len(byRole) > 1:
+                r["cpu_us_per_delivery_by_process"] = (
+                    {role: c / d * 1e6 for role, c in byRole.items()} if d else None)
+            r.update(run.serverInfo)
             out[key] = r
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
                      f"{_f(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {_ms(r.get('p50_us'))} "
                      f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
                      f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
-                     f"other load on server core {_pct(r['foreign_cpu_share'])}, "
-                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s")
+                     f"other load on server core(s) {_pct(r['foreign_cpu_share'])}, "
+                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s"
+                     + _spread(r))
+        return out
+
+    def workersRedis(self) -> dict[str, Any]:
+        """
+        Scenarios 1 and 2 against C{--workers 2} sharing the room through a
+        throwaway redis-server (see L{WORKERS_PINNING}); without a
+        redis-server, skipped with the reason.
+        """
+        redis = shutil.which("redis-server")
+        if redis is None:
+            reason = "redis-server not found on PATH"
+            self.notes.append(f"scenario 6 skipped: {reason}")
+            self.log(f"  skipped: {reason}")
+            return {"skipped": reason}
+        p = self.plan
+        targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2),
+                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"})]
+        self.notes.append(WORKERS_PINNING)
+        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
+        out["fanout"] = self.fanout(p.fanClients, p.fanSeconds, targets=targets)["2 workers"]
+        out["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate,
+                                        targets=targets)["2 workers"]
+        for kind in ("fanout", "fixed_rate"):
+            if oneSided(out[kind].get("clients_per_worker")):
+                self.notes.append(f"scenario 6 {kind}: every client went to one worker, twice, "
+                                  "so the room did not cross Redis")
         return out
 
     def echo(self, onMark: Callable[[Server, str], None] | None = None,
@@ -525,12 +899,9 @@ class Bench:
                     scale[str(n)] = self.fanout(n, p.scaleSeconds)
             self.results["scale"] = scale
         if 6 in scenarios:
-            # PLACEHOLDER: --workers 2 with rooms shared through Redis is not
-            # built yet.  When it is: start our service with --workers 2
-            # --broker redis://127.0.0.1:<port>/0 against a redis-server on
-            # the server core and repeat scenarios 1 and 4 against it.
-            self.log("[6] --workers 2 with Redis: placeholder, not built yet")
-            self.results["workers2_redis"] = None
+            self.log(f"[6] --workers 2 with Redis: scenarios 1 and 2 again, {p.fanClients} "
+                     f"clients in one room across both workers")
+            self.results["workers2_redis"] = self.workersRedis()
 
     # -- profiling ------------------------------------------------------------
 
@@ -761,11 +1132,84 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
             _sum(v.get("node", {}), "connect_s", "settle_s"))
-    rows.append(("6 --workers 2 with Redis", "PLACEHOLDER: not built yet", "", "", "", ""))
+    _workersRows(results, plan, row, rows.append)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
             *map(fmtRow, rows)]
+
+
+def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
+                 add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 6's rows: C{--workers 2} with Redis against Node, and against
+    our single process in scenarios 1 and 2 of the same run ("2 workers / 1
+    process"; "-" when those did not run).
+    """
+    w6 = results.get("workers2_redis") or {}
+    if w6.get("skipped"):
+        add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
+        return
+    us = lambda x: _f(x, 2)  # noqa: E731
+    lost = lambda x: "-" if x is None else str(x)  # noqa: E731
+
+    def perProcess(label: str, workers: Any, single: Any) -> None:
+        add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
+
+    w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
+               results.get("fanout", {}).get("node", {}))
+    row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
+        "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
+    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
+    row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+    perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
+    split = w.get("cpu_us_per_delivery_by_process") or {}
+    add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
+         " / ".join(us(split.get(k)) for k in ("supervisor", "workers", "redis")), "", "", "", ""))
+    row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
+        None if w.get("lost") is None else w["lost"] == 0, fmt=lost)
+    row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
+        n.get("server_cpu_share"), fmt=_pct)
+    row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=_pct)
+    row("6 fan-out: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
+        fmt=_pct)
+    spread = w.get("clients_per_worker")
+    add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
+         "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    setup = lambda r: _sum(r, "connect_s", "settle_s")  # noqa: E731
+    row("6 fan-out: setup (connect + settle) (s)", setup(w), setup(n))
+    perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
+    w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
+               results.get("fixed_rate", {}).get("node", {}))
+    row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=lost)
+    row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
+
+
+def _spreadCell(r: dict[str, Any]) -> str:
+    """
+    How many clients each worker accepted, as C{"489 / 511"}.
+    """
+    spread = r.get("clients_per_worker")
+    return " / ".join(str(v) for v in spread.values()) if spread else "-"
+
+
+def _spread(r: dict[str, Any]) -> str:
+    """
+    The clients per worker for a progress line, or nothing for one process.
+    """
+    return f", clients per worker {_spreadCell(r)}" if r.get("clients_per_worker") else ""
 
 
 def _sum(d: dict[str, Any], *keys: str) -> float | None:
@@ -817,7 +1261,7 @@ def findPySpy(python: str) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~15 s")
+    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~40 s")
     parser.add_argument("--profile", dest="profile", action="store_true", default=None,
                         help="also profile our server with py-spy (default: on in full runs)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
