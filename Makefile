@@ -42,8 +42,8 @@ conformance: $(INSTALLED)
 	bash $(COMPLIANCE) -p echo $(if $(FULL),-t 2400,--no-compression) \
 	    ws://127.0.0.1:$(CONFORMANCE_PORT) conformance-report
 
-# The benchmark against the reference Node ws servers (bench/README-section
-# in README.md); prints the table and records nothing by itself.
+# The benchmark against the reference Node ws servers (README.md,
+# Performance); prints the table and records nothing by itself.
 bench: $(INSTALLED)
 	$(PY) -m pip install --quiet py-spy
 	$(PY) bench/run.py $(BENCH_ARGS)
