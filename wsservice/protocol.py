@@ -118,7 +118,7 @@ class Connection:
         if protocol.state != protocol.STATE_OPEN or protocol._tooSlow:
             return
         if protocol._perMessageCompress is None or message.doNotCompress:
-            protocol.sendData(message.payloadHybi)
+            protocol.sendData(message.payloadHybi, now=True)
         else:
             protocol.sendMessage(message.payload, message.binary)
 
@@ -228,8 +228,8 @@ class ServiceProtocol(WebSocketServerProtocol):
     _refusalLogged = False
     _direct = True
     # Present in the instance only from a connection's first write in a
-    # reactor turn to the end of the turn: () once that write is sent, then
-    # the writes waiting to be sent together.
+    # reactor turn to the end of the turn: the writes waiting to be sent
+    # together, or () after a first write that was sent at once.
     _pending: list[bytes] | tuple[()] | None = None
     # Autobahn builds an empty deque (760 bytes) per connection for writes it
     # must queue, which only sync or chopped sends do; see sendData.
@@ -536,11 +536,17 @@ class ServiceProtocol(WebSocketServerProtocol):
             self.sendMessage(payload, isBinary)
         self.factory.metrics.sent(self._metricLabels, len(payload))
 
-    def sendData(self, data: bytes, sync: bool = False, chopsize: int | None = None) -> None:
+    def sendData(
+        self, data: bytes, sync: bool = False, chopsize: int | None = None, *, now: bool = False
+    ) -> None:
         """
         Write to the transport, counting bytes written while the transport is
         paused; past the send-buffer limit the connection is closed as too
         slow.  Autobahn's own version formats a debug log line on every write.
+
+        Writes wait for the end of the reactor turn and go out together, one
+        C{send()} per connection per turn; with C{now}, a connection's first
+        write in the turn goes out at once and only later ones wait.
         """
         if sync or chopsize or self.send_queue:
             if type(self.send_queue) is not deque:
@@ -560,20 +566,23 @@ class ServiceProtocol(WebSocketServerProtocol):
             else:
                 self._pending = [data]
         elif self._direct and self.transport.connected:
-            # The first write to a connection in a reactor turn goes out at
-            # once, straight to the socket; later ones in the same turn are
-            # coalesced and sent together at the end of the turn
-            # (flushWrites).  A lone message reaches every client as soon as
-            # possible, and a busy turn costs one more send() per
-            # connection, not one per message.  Going around the transport
-            # also spares the two epoll_ctl calls and the doWrite dispatch
-            # it spends per connection per write burst (bench/RESULTS.md).
-            # The marker is the empty tuple, not a new list: one container
-            # per delivery would wake the garbage collector every few
-            # hundred deliveries, and its pauses were the p99 latency.
-            self._pending = ()
+            # Going around the transport spares the two epoll_ctl calls and
+            # the doWrite dispatch it spends per connection per write burst,
+            # the top of the fan-out profile (bench/RESULTS.md).  Waiting
+            # for the end of the turn suits replies: a turn's replies to many
+            # clients go out together, and the clients' next requests arrive
+            # together.  A room's fan-out is already one burst, and sending
+            # as it goes lets the first members have the message while the
+            # rest are visited.  Its
+            # marker is the empty tuple rather than a list, so that a
+            # delivery allocates nothing the garbage collector tracks: its
+            # pauses were the p99 at that rate.
             self.factory.scheduleFlush(self)
-            self._writeNow(data)
+            if now:
+                self._pending = ()
+                self._writeNow(data)
+            else:
+                self._pending = [data]
         else:
             self.transport.write(data)
 
