@@ -58,6 +58,10 @@ CLOSE_UNSUPPORTED_DATA = 4003
 
 _connectionIds = itertools.count(1)
 
+#: Fan-out writes are coalesced per reactor turn while connections get more
+#: than this many fan-out messages per turn, on average.
+COALESCE_ABOVE = 1.5
+
 
 @implementer(IRequest)
 @dataclass(frozen=True, slots=True)
@@ -545,8 +549,9 @@ class ServiceProtocol(WebSocketServerProtocol):
         slow.  Autobahn's own version formats a debug log line on every write.
 
         Writes wait for the end of the reactor turn and go out together, one
-        C{send()} per connection per turn; with C{now}, a connection's first
-        write in the turn goes out at once and only later ones wait.
+        C{send()} per connection per turn.  With C{now}, a connection's first
+        write in the turn goes out at once and only later ones wait, unless
+        the factory is coalescing (L{ServiceFactory.coalescing}).
         """
         if sync or chopsize or self.send_queue:
             if type(self.send_queue) is not deque:
@@ -561,6 +566,8 @@ class ServiceProtocol(WebSocketServerProtocol):
                     return
         pending = self._pending
         if pending is not None:
+            if now:
+                self.factory.repeatWrites += 1
             if pending:
                 pending.append(data)
             else:
@@ -573,12 +580,15 @@ class ServiceProtocol(WebSocketServerProtocol):
             # clients go out together, and the clients' next requests arrive
             # together.  A room's fan-out is already one burst, and sending
             # as it goes lets the first members have the message while the
-            # rest are visited.  Its
-            # marker is the empty tuple rather than a list, so that a
-            # delivery allocates nothing the garbage collector tracks: its
-            # pauses were the p99 at that rate.
-            self.factory.scheduleFlush(self)
-            if now:
+            # rest are visited; but while several fan-outs reach the same
+            # connections in each turn, coalescing them saves more than
+            # that, and fan-outs wait too.  The marker of a write sent at
+            # once is the empty tuple rather than a list, so that a delivery
+            # allocates nothing the garbage collector tracks: its pauses
+            # were the p99 at low rates.
+            factory = self.factory
+            factory.scheduleFlush(self)
+            if now and not factory.coalescing:
                 self._pending = ()
                 self._writeNow(data)
             else:
@@ -677,6 +687,13 @@ class ServiceFactory(WebSocketServerFactory):
         self.draining = False
         self.openProtocols: set[ServiceProtocol] = set()
         self._unflushed: list[ServiceProtocol] = []
+        #: Whether fan-out writes wait for the end of the turn: while the
+        #: connections written to get more than one fan-out message per
+        #: turn on average (see _updateCoalescing), that is, while messages
+        #: arrive faster than the reactor turns.
+        self.coalescing = False
+        self.repeatWrites = 0
+        self._messagesPerTurn = 1.0
         self._allClosed: list[Deferred[None]] = []
         self._handlerLogs: dict[str, Logger] = {}
         limits = settings.limits
@@ -714,6 +731,19 @@ class ServiceFactory(WebSocketServerFactory):
             log = self._handlerLogs[subprotocol] = Logger(namespace=f"wsservice.handlers.{subprotocol}")
         return log
 
+    def _updateCoalescing(self) -> None:
+        """
+        Average, over the last turns, how many fan-out messages each
+        connection written to got per turn; coalesce while that exceeds
+        L{COALESCE_ABOVE}.
+        """
+        written = len(self._unflushed)
+        if written:
+            perTurn = 1 + self.repeatWrites / written
+            self._messagesPerTurn += (perTurn - self._messagesPerTurn) / 8
+        self.repeatWrites = 0
+        self.coalescing = self._messagesPerTurn > COALESCE_ABOVE
+
     def scheduleFlush(self, protocol: ServiceProtocol) -> None:
         """
         Call C{protocol.flushWrites()} once this reactor turn is over.
@@ -723,6 +753,7 @@ class ServiceFactory(WebSocketServerFactory):
         self._unflushed.append(protocol)
 
     def _flushAll(self) -> None:
+        self._updateCoalescing()
         unflushed, self._unflushed = self._unflushed, []
         for protocol in unflushed:
             try:
