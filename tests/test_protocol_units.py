@@ -45,3 +45,28 @@ def test_autobahn_debug_formatting_is_lazy_and_unchanged():
     value = [("maxMessagePayloadSize", 1024, "ServiceFactory")] * 3
     lazy = protocol.pformat(value)
     assert str(lazy) == pformat(value) == f"{lazy}"
+
+
+def test_fan_out_policy_coalesces_only_while_messages_pile_up():
+    """
+    Fan-outs go out at once until connections get several messages per turn
+    for a while; one busy turn does not switch that, and quiet turns switch
+    it back.
+    """
+    from wsservice.protocol import FanOutPolicy
+
+    def turn(policy, connections, messagesEach):
+        policy.repeats = connections * (messagesEach - 1)
+        policy.endTurn(connections)
+        return policy.coalescing
+
+    policy = FanOutPolicy()
+    assert not policy.coalescing
+    assert not turn(policy, 1000, 2)
+    assert not turn(policy, 1000, 1)
+    busy = [turn(policy, 1000, 5) for _ in range(3)]
+    assert busy[-1]
+    assert turn(policy, 5000, 1)
+    quiet = [turn(policy, 1000, 1) for _ in range(30)]
+    assert not quiet[-1]
+    assert not turn(policy, 0, 0)

@@ -58,9 +58,6 @@ CLOSE_UNSUPPORTED_DATA = 4003
 
 _connectionIds = itertools.count(1)
 
-#: Fan-out writes are coalesced per reactor turn while connections get more
-#: than this many fan-out messages per turn, on average.
-COALESCE_ABOVE = 1.5
 
 
 @implementer(IRequest)
@@ -185,6 +182,47 @@ def originAllowed(origin: str | None, host: str, patterns: Sequence[str]) -> boo
     if urlsplit(origin).netloc.lower() == host.lower():
         return True
     return any(fnmatchcase(origin.lower(), p.lower()) for p in patterns)
+
+
+class FanOutPolicy:
+    """
+    Decides whether a room's fan-out writes go out at once or wait for the
+    end of the reactor turn.
+
+    Waiting pays while the connections written to get more than one fan-out
+    message per turn, which then leave in one C{send()}; otherwise sending at
+    once gets each message to the first members sooner.  The decision
+    follows a moving average over turns, so one turn with two messages does
+    not switch it, and big rooms, whose turns alternate between one message
+    and many, stay coalesced.
+
+    @ivar coalescing: whether fan-out writes wait, for this turn.
+    @ivar repeats: fan-out writes in this turn to connections already
+        written to in it.
+    """
+
+    __slots__ = ("coalescing", "repeats", "_perTurn")
+
+    #: Coalesce above this many fan-out messages per connection per turn.
+    THRESHOLD = 1.5
+    #: Weight of the newest turn in the moving average.
+    WEIGHT = 1 / 8
+
+    def __init__(self) -> None:
+        self.coalescing = False
+        self.repeats = 0
+        self._perTurn = 1.0
+
+    def endTurn(self, connectionsWritten: int) -> None:
+        """
+        Account for a turn that wrote to C{connectionsWritten} connections
+        and decide for the next one.
+        """
+        if connectionsWritten:
+            perTurn = 1 + self.repeats / connectionsWritten
+            self._perTurn += (perTurn - self._perTurn) * self.WEIGHT
+        self.repeats = 0
+        self.coalescing = self._perTurn > self.THRESHOLD
 
 
 @implementer(IPushProducer)
@@ -551,7 +589,7 @@ class ServiceProtocol(WebSocketServerProtocol):
         Writes wait for the end of the reactor turn and go out together, one
         C{send()} per connection per turn.  With C{now}, a connection's first
         write in the turn goes out at once and only later ones wait, unless
-        the factory is coalescing (L{ServiceFactory.coalescing}).
+        the factory's L{FanOutPolicy} says to coalesce.
         """
         if sync or chopsize or self.send_queue:
             if type(self.send_queue) is not deque:
@@ -567,7 +605,7 @@ class ServiceProtocol(WebSocketServerProtocol):
         pending = self._pending
         if pending is not None:
             if now:
-                self.factory.repeatWrites += 1
+                self.factory.fanOutPolicy.repeats += 1
             if pending:
                 pending.append(data)
             else:
@@ -588,7 +626,7 @@ class ServiceProtocol(WebSocketServerProtocol):
             # were the p99 at low rates.
             factory = self.factory
             factory.scheduleFlush(self)
-            if now and not factory.coalescing:
+            if now and not factory.fanOutPolicy.coalescing:
                 self._pending = ()
                 self._writeNow(data)
             else:
@@ -687,13 +725,7 @@ class ServiceFactory(WebSocketServerFactory):
         self.draining = False
         self.openProtocols: set[ServiceProtocol] = set()
         self._unflushed: list[ServiceProtocol] = []
-        #: Whether fan-out writes wait for the end of the turn: while the
-        #: connections written to get more than one fan-out message per
-        #: turn on average (see _updateCoalescing), that is, while messages
-        #: arrive faster than the reactor turns.
-        self.coalescing = False
-        self.repeatWrites = 0
-        self._messagesPerTurn = 1.0
+        self.fanOutPolicy = FanOutPolicy()
         self._allClosed: list[Deferred[None]] = []
         self._handlerLogs: dict[str, Logger] = {}
         limits = settings.limits
@@ -731,19 +763,6 @@ class ServiceFactory(WebSocketServerFactory):
             log = self._handlerLogs[subprotocol] = Logger(namespace=f"wsservice.handlers.{subprotocol}")
         return log
 
-    def _updateCoalescing(self) -> None:
-        """
-        Average, over the last turns, how many fan-out messages each
-        connection written to got per turn; coalesce while that exceeds
-        L{COALESCE_ABOVE}.
-        """
-        written = len(self._unflushed)
-        if written:
-            perTurn = 1 + self.repeatWrites / written
-            self._messagesPerTurn += (perTurn - self._messagesPerTurn) / 8
-        self.repeatWrites = 0
-        self.coalescing = self._messagesPerTurn > COALESCE_ABOVE
-
     def scheduleFlush(self, protocol: ServiceProtocol) -> None:
         """
         Call C{protocol.flushWrites()} once this reactor turn is over.
@@ -753,7 +772,7 @@ class ServiceFactory(WebSocketServerFactory):
         self._unflushed.append(protocol)
 
     def _flushAll(self) -> None:
-        self._updateCoalescing()
+        self.fanOutPolicy.endTurn(len(self._unflushed))
         unflushed, self._unflushed = self._unflushed, []
         for protocol in unflushed:
             try:
