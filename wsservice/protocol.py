@@ -59,7 +59,6 @@ CLOSE_UNSUPPORTED_DATA = 4003
 _connectionIds = itertools.count(1)
 
 
-
 @implementer(IRequest)
 @dataclass(frozen=True, slots=True)
 class Request:
@@ -329,7 +328,6 @@ class ServiceProtocol(WebSocketServerProtocol):
         "inside_message",
         "current_frame",
         "data",
-        "websocket_extensions_in_use",
     )
     triggered = wasMaxFramePayloadSizeExceeded = wasMaxMessagePayloadSizeExceeded = False
     closedByMe = failedByMe = droppedByMe = wasClean = False
@@ -486,6 +484,7 @@ class ServiceProtocol(WebSocketServerProtocol):
             instance.pop(name, None)
         instance.pop("_factoryChoice", None)
         if instance.get("websocket_extensions_in_use") == []:
+            # Only an empty list, where the class holds an empty tuple.
             del instance["websocket_extensions_in_use"]
         cls = type(self)
         for name in self._INITIAL_STATE:
