@@ -37,33 +37,25 @@ class FrontDoor(Protocol):
 
     _log = Logger()
 
-    def __init__(
-        self,
-        web: IProtocolFactory,
-        websocket: IProtocolFactory,
-        addr: IAddress,
-        clock: IReactorTime,
-        timeout: float,
-    ) -> None:
-        self._web = web
-        self._websocket = websocket
+    factory: "FrontDoorFactory"
+
+    def __init__(self, addr: IAddress) -> None:
         self._addr = addr
-        self._clock = clock
-        self._timeout = timeout
         self._buffer = b""
         self._inner: Protocol | None = None
         self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        if self._timeout > 0:
-            self._timer = self._clock.callLater(self._timeout, self._timedOut)
+        timeout = self.factory.timeout
+        if timeout > 0:
+            self._timer = self.factory.clock.callLater(timeout, self._timedOut)
 
     def _timedOut(self) -> None:
         self._timer = None
         self._log.info(
             "dropped {peer}: no complete request within {timeout} s",
             peer=_peer(self._addr),
-            timeout=self._timeout,
+            timeout=self.factory.timeout,
         )
         self.transport.loseConnection()
 
@@ -83,7 +75,7 @@ class FrontDoor(Protocol):
             return
         self._stopTimer()
         head = self._buffer[: end if end >= 0 else MAX_HEAD]
-        factory = self._websocket if _UPGRADE.search(head) else self._web
+        factory = self.factory.websocket if _UPGRADE.search(head) else self.factory.web
         inner = factory.buildProtocol(self._addr)
         if inner is None:
             self.transport.loseConnection()
@@ -112,6 +104,12 @@ class FrontDoorFactory(Factory):
     """
     Builds a L{FrontDoor} per connection; its log prefix, C{wsservice},
     names the listener in C{"wsservice starting on 60000"}.
+
+    @ivar web: the factory of plain HTTP connections (a twisted.web Site).
+    @ivar websocket: the factory of WebSocket connections.
+    @ivar clock: the clock of the request-head timeout.
+    @ivar timeout: seconds a connection may take to send its first request
+        head; 0 waits forever.
     """
 
     def __init__(
@@ -121,23 +119,23 @@ class FrontDoorFactory(Factory):
         clock: IReactorTime,
         timeout: float,
     ) -> None:
-        self._web = web
-        self._websocket = websocket
-        self._clock = clock
-        self._timeout = timeout
+        self.web = web
+        self.websocket = websocket
+        self.clock = clock
+        self.timeout = timeout
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
-        protocol = FrontDoor(self._web, self._websocket, addr, self._clock, self._timeout)
+        protocol = FrontDoor(addr)
         protocol.factory = self
         return protocol
 
     def doStart(self) -> None:
-        self._web.doStart()
-        self._websocket.doStart()
+        self.web.doStart()
+        self.websocket.doStart()
 
     def doStop(self) -> None:
-        self._web.doStop()
-        self._websocket.doStop()
+        self.web.doStop()
+        self.websocket.doStop()
 
     def logPrefix(self) -> str:
         return "wsservice"
