@@ -14,6 +14,7 @@ INSTALLED := $(VENV)/.installed
 $(INSTALLED): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+	rm -rf build  # setuptools would ship files deleted since the last build
 	$(PY) -m pip install --quiet '.[test]'
 	touch $@
 

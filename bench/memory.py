@@ -63,22 +63,20 @@ def main(argv: list[str] | None = None) -> int:
     from twisted.internet import reactor
     from twisted.internet.threads import blockingCallFromThread
 
+    from tests.support.inprocess import startInProcess
     from wsservice.config import Limits, ServiceConfig
-    from wsservice.registry import HandlerRegistry, discoverPlugins
-    from wsservice.service import buildService
 
     config = ServiceConfig(
         listen=("tcp:0:interface=127.0.0.1",),
         staticDir=REPO / "static",
         limits=Limits(maxConnections=0),
     )
-    service = buildService(config, HandlerRegistry.fromPlugins(discoverPlugins()), reactor)
-    factory = service._factory
     clients: list[socket.socket] = []
     report: list[str] = []
 
     def measure() -> None:
-        port = blockingCallFromThread(reactor, lambda: list(service)[0]._waitingForPort)
+        service, port = blockingCallFromThread(reactor, startInProcess, config, reactor)
+        factory = service.factory
         portNumber = port.getHost().port
         # One connection first, so that lazily built state (imports, caches)
         # is in the baseline.
@@ -110,7 +108,6 @@ def main(argv: list[str] | None = None) -> int:
         reactor.callFromThread(reactor.stop)
 
     tracemalloc.start()
-    service.startService()
     threading.Thread(target=measure, daemon=True).start()
     reactor.run()
     for s in clients:

@@ -1,15 +1,54 @@
-from tests.support import serviceFactory  # noqa: F401  (a fixture)
+"""
+The fixtures every tier shares: the real service on loopback, started
+per test (L{serviceFactory}) or once per module (L{service}), and a real
+C{redis-server} (L{redisServer}).
+"""
+
+from __future__ import annotations
+
+import signal
 
 import pytest
 
+from tests.support.processes import RedisServer, ServiceProcess
+from tests.support.tools import requireTool
+
+
+@pytest.fixture
+def serviceFactory():
+    """
+    Start services on loopback with C{serviceFactory(*args)}; all are
+    killed after the test.
+    """
+    started: list[ServiceProcess] = []
+
+    def start(*args: str, **kw) -> ServiceProcess:
+        service = ServiceProcess.onLoopback(*args, **kw)
+        started.append(service)
+        return service.start()
+
+    yield start
+    for service in started:
+        service.stop(signal.SIGKILL)
+
 
 @pytest.fixture(scope="module")
-def service_default():
+def service(request):
     """
-    One service with default options, shared by a module's tests.
+    One service shared by a module's tests, started with the module's
+    C{SERVICE_ARGS} (default options without it).
     """
-    from tests.support import ServiceProcess
-
-    proc = ServiceProcess("--port", "0", "--interface", "127.0.0.1").start()
+    proc = ServiceProcess.onLoopback(*getattr(request.module, "SERVICE_ARGS", ())).start()
     yield proc
     proc.stop()
+
+
+@pytest.fixture
+def redisServer():
+    """
+    A fresh redis-server for one test, killed afterwards.
+    """
+    requireTool("redis-cli")
+    server = RedisServer(requireTool("redis-server")).start()
+    yield server
+    server.kill()

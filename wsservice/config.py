@@ -91,3 +91,26 @@ class ServiceConfig:
     perMessageDeflate: bool = False
     brokerURL: str | None = None
     workers: int = 1
+
+
+@dataclass(frozen=True)
+class ProtocolSettings:
+    """
+    The part of the configuration the WebSocket layer needs.
+    """
+
+    limits: Limits
+    handlers: HandlerSettings
+    defaultSubprotocol: str | None
+    allowedOrigins: tuple[str, ...] = ()
+    perMessageDeflate: bool = False
+
+    @classmethod
+    def fromConfig(cls, config: ServiceConfig) -> "ProtocolSettings":
+        return cls(
+            limits=config.limits,
+            handlers=config.handlers,
+            defaultSubprotocol=config.defaultSubprotocol,
+            allowedOrigins=config.allowedOrigins,
+            perMessageDeflate=config.perMessageDeflate,
+        )

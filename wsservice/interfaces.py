@@ -71,7 +71,8 @@ class IRoomMember(Interface):
 
     def deliver(message: Any) -> None:
         """
-        Send a message prepared by L{IRoomHub.prepare} to this member.
+        Send a message the hub prepared (framed once for all members) to
+        this member.
         """
 
 
@@ -90,9 +91,10 @@ class IRoomHub(Interface):
         Add C{member} to C{room} with its presence C{info} (for example
         C{{"name": "alice"}}).
 
-        @return: a L{Deferred} that fires with a L{RoomSnapshot}-like object
-            having C{history} (a list of past events, oldest first) and
-            C{members} (a list of presence dicts), taken before any live
+        @return: a L{Deferred} that fires with a
+            L{wsservice.rooms.events.RoomSnapshot}: C{history} (the past
+            events, oldest first; C{frames} holds them as sent), C{members}
+            (a list of presence dicts) and C{seq}, taken before any live
             event is delivered to C{member}.
         """
 
@@ -187,4 +189,36 @@ class IHandlerFactory(Interface):
     def __call__(connection: IConnection, context: IHandlerContext) -> IHandler:
         """
         Make the handler for one newly opened connection.
+        """
+
+
+# -- the service's own seams: what it asks of a hub beyond IRoomHub --------
+
+
+class IRoomCounts(Interface):
+    """
+    A hub that can say how many rooms it holds (C{wsservice_rooms}).
+    """
+
+    def roomCount() -> int:
+        """
+        How many rooms this process holds in memory.
+        """
+
+
+class IBrokerStatus(Interface):
+    """
+    A hub whose rooms span processes through a broker; C{/healthz} and
+    C{/metrics} report its state.
+    """
+
+    def brokerState() -> str:
+        """
+        C{"connected"} while rooms span processes, else C{"disconnected"}
+        (rooms then work in this process alone).
+        """
+
+    def queuedCount() -> int:
+        """
+        Publishes waiting for the broker to come back.
         """

@@ -1,6 +1,7 @@
 """
-Build the running service: the rooms, the WebSocket factory, the resource
-tree and one listener per endpoint, in a L{MultiService}.
+Assembly: build the running service from a L{ServiceConfig}.  The rooms,
+the WebSocket factory, the HTTP resource tree and one listener per
+endpoint, under a L{WebSocketService} that drains connections on stop.
 """
 
 from __future__ import annotations
@@ -13,18 +14,25 @@ from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.web.server import Site
 
-from wsservice.config import ServiceConfig
-from wsservice.frontdoor import FrontDoorFactory
-from wsservice.hub import RoomHub
+from wsservice.config import ProtocolSettings, ServiceConfig
+from wsservice.handlers.chat import nodeLostEvent
+from wsservice.interfaces import IBrokerStatus, IRoomCounts, IRoomHub
 from wsservice.metrics import ServiceMetrics
-from wsservice.protocol import ProtocolSettings, ServiceFactory, prepareMessage
+from wsservice.process import atMost
 from wsservice.registry import HandlerRegistry
-from wsservice.web import buildRoot
+from wsservice.rooms.local import RoomHub
+from wsservice.web.frontdoor import FrontDoorFactory
+from wsservice.web.resources import buildRoot
+from wsservice.websocket._autobahn import prepareMessage
+from wsservice.websocket.factory import ServiceFactory
 
 
 class WebSocketService(MultiService):
     """
-    The top of the service tree, parent of the listeners.
+    The top of the service tree, parent of the rooms and the listeners.
+
+    @ivar factory: the L{ServiceFactory} of every WebSocket connection.
+    @ivar listeners: the listening services.
 
     It logs C{wsservice ready} once every listener is bound and the reactor
     runs.  On stop it drains before the listeners close, so that load
@@ -38,66 +46,56 @@ class WebSocketService(MultiService):
 
     def __init__(self, factory: ServiceFactory, shutdownTimeout: float, reactor: Any) -> None:
         super().__init__()
-        self._factory = factory
+        self.factory = factory
         self._shutdownTimeout = shutdownTimeout
         self._reactor = reactor
+        self.listeners: list[IService] = []
 
     def startService(self) -> None:
         super().startService()
-        listeners = [s for s in self if s is not self._factory.rooms]
         self._reactor.callWhenRunning(
-            self._log.info, "wsservice ready: {count} listeners", count=len(listeners)
+            self._log.info, "wsservice ready: {count} listeners", count=len(self.listeners)
         )
 
     def stopService(self) -> Deferred[Any]:
-        factory = self._factory
+        factory = self.factory
         factory.metrics.draining()
         self._log.info(
             "shutting down: closing {count} connections", count=factory.openCount
         )
-        drained = factory.goingAway()
-        timer = self._reactor.callLater(self._shutdownTimeout, self._giveUp, drained)
+        drained = atMost(self._reactor, self._shutdownTimeout, factory.goingAway(), self._giveUp)
+        return drained.addCallback(lambda _: MultiService.stopService(self))
 
-        def stopListening(_: None) -> Deferred[Any]:
-            if timer.active():
-                timer.cancel()
-            return MultiService.stopService(self)
-
-        return drained.addCallback(stopListening)
-
-    def _giveUp(self, drained: Deferred[None]) -> None:
+    def _giveUp(self) -> None:
         self._log.warn(
-            "shutdown timeout: dropping {count} connections", count=self._factory.openCount
+            "shutdown timeout: dropping {count} connections", count=self.factory.openCount
         )
-        self._factory.abortAll()
-        if not drained.called:
-            drained.callback(None)
+        self.factory.abortAll()
 
 
-# -- scaling out (--broker, --workers): wsservice/redishub.py, workers.py ----
-
-
-def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> Any:
+def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> IRoomHub:
     """
     The room hub: in this process, or across processes through the
-    C{--broker} (then it is also a service that owns its connections, and
-    L{buildService} starts it; its C{brokerState()} says whether Redis is
-    reachable).
+    C{--broker} (then it also provides L{IService}, since it owns its
+    connections to Redis, and L{IBrokerStatus}).
     """
+    historyBytes = config.limits.maxMessageSize
     if config.brokerURL is None:
         return RoomHub(clock, prepareMessage, historySize=config.handlers.historySize,
-                       historyBytes=config.limits.maxMessageSize,
-                       delivered=metrics.roomDelivered)
+                       historyBytes=historyBytes, delivered=metrics.roomDelivered)
     from twisted.internet.endpoints import HostnameEndpoint
 
-    from wsservice.redishub import BrokerAddress, RedisRoomHub
+    from wsservice.rooms.redis.hub import RedisRoomHub
+    from wsservice.rooms.redis.wire import BrokerAddress
 
     return RedisRoomHub(
         clock,
         prepareMessage,
         lambda address: HostnameEndpoint(clock, address.host, address.port, timeout=5),
         BrokerAddress.fromURL(config.brokerURL),
+        departed=nodeLostEvent,
         historySize=config.handlers.historySize,
+        historyBytes=historyBytes,
         delivered=metrics.roomDelivered,
         drainTimeout=config.limits.shutdownTimeout + 1,
     )
@@ -110,45 +108,32 @@ def listenersFor(config: ServiceConfig, factory: Any, reactor: Any) -> list[ISer
     return [strports.service(d, factory, reactor=reactor) for d in config.listen]
 
 
-# ----------------------------------------------------------------------------
-
-
-def buildSite(
-    config: ServiceConfig, registry: HandlerRegistry, clock: Any
-) -> tuple[Site, ServiceFactory]:
+def buildFrontEnd(
+    config: ServiceConfig, registry: HandlerRegistry, rooms: IRoomHub,
+    metrics: ServiceMetrics, clock: Any,
+) -> tuple[FrontDoorFactory, ServiceFactory]:
     """
-    Build the HTTP site that serves every listener, and the WebSocket
-    factory behind it.
+    What every listener serves: the front door, which hands WebSocket
+    upgrades to the WebSocket factory and everything else to the HTTP site.
     """
-    metrics = ServiceMetrics()
-    rooms = buildRooms(config, clock, metrics)
-    metrics.watchRooms(rooms.roomCount)
-    settings = ProtocolSettings(
-        limits=config.limits,
-        handlers=config.handlers,
-        defaultSubprotocol=config.defaultSubprotocol,
-        allowedOrigins=config.allowedOrigins,
-        perMessageDeflate=config.perMessageDeflate,
-    )
-    factory = ServiceFactory(registry, rooms, settings, metrics, clock)
-
-    brokerState = getattr(rooms, "brokerState", None)
-    if brokerState is not None:
-        metrics.watchBroker(lambda: brokerState() == "connected", rooms.queuedCount)
+    factory = ServiceFactory(registry, rooms, ProtocolSettings.fromConfig(config), metrics, clock)
+    broker = IBrokerStatus(rooms, None)
+    if broker is not None:
+        metrics.watchBroker(lambda: broker.brokerState() == "connected", broker.queuedCount)
 
     def healthy() -> tuple[bool, str]:
         if factory.draining:
             return False, "shutting down"
         detail = f"ok: {factory.openCount} connections"
-        if brokerState is not None:
+        if broker is not None:
             # Still healthy without Redis: rooms keep working on this node.
-            detail += f"; broker {brokerState()}"
+            detail += f"; broker {broker.brokerState()}"
         return True, detail
 
-    root = buildRoot(factory, config.staticDir, metrics, healthy)
-    site = Site(root)
+    site = Site(buildRoot(factory, config.staticDir, metrics, healthy))
     site.displayTracebacks = False
-    return site, factory
+    frontDoor = FrontDoorFactory(site, factory, clock, config.limits.openHandshakeTimeout)
+    return frontDoor, factory
 
 
 def buildService(
@@ -156,7 +141,7 @@ def buildService(
     registry: HandlerRegistry,
     reactor: Any,
     listeners: Callable[[ServiceConfig, Any, Any], list[IService]] = listenersFor,
-) -> MultiService:
+) -> WebSocketService:
     """
     Build the whole service from C{config}.
 
@@ -165,13 +150,19 @@ def buildService(
     @param listeners: makes the listening services (a worker process
         adopts its parent's sockets instead).
     """
-    site, factory = buildSite(config, registry, reactor)
+    metrics = ServiceMetrics()
+    rooms = buildRooms(config, reactor, metrics)
+    counts = IRoomCounts(rooms, None)
+    if counts is not None:
+        metrics.watchRooms(counts.roomCount)
+    frontDoor, factory = buildFrontEnd(config, registry, rooms, metrics, reactor)
     top = WebSocketService(factory, config.limits.shutdownTimeout, reactor)
-    if IService.providedBy(factory.rooms):
+    hub = IService(rooms, None)
+    if hub is not None:
         # Started before the listeners; stopped after the drain, when the
         # connections have left their rooms, so it can leave Redis cleanly.
-        factory.rooms.setServiceParent(top)
-    frontDoor = FrontDoorFactory(site, factory, reactor, config.limits.openHandshakeTimeout)
+        hub.setServiceParent(top)
     for listener in listeners(config, frontDoor, reactor):
         listener.setServiceParent(top)
+        top.listeners.append(listener)
     return top

@@ -9,12 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from twisted.application.service import IService
+from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from wsservice.client import bundledClient
 from wsservice.config import HandlerSettings, Limits, ServiceConfig
 from wsservice.registry import HandlerRegistry, PluginConflict, describe, discoverPlugins
+from wsservice.web.client import bundledClient
 
 
 def _number(option: str, kind: type, allowZero: bool = False) -> Any:
@@ -165,7 +165,7 @@ class Options(usage.Options):
 
     def _checkScaling(self) -> None:
         if self["broker"] is not None:
-            from wsservice.redishub import BrokerAddress
+            from wsservice.rooms.redis.wire import BrokerAddress
 
             try:
                 BrokerAddress.fromURL(self["broker"])
@@ -178,7 +178,7 @@ class Options(usage.Options):
                     "a broker people in the same room on different workers would not "
                     "see each other"
                 )
-            from wsservice.workers import checkListen
+            from wsservice.workers.supervisor import checkListen
 
             for description in self["listen"]:
                 try:
@@ -233,21 +233,22 @@ def _checkEndpoint(description: str) -> None:
 
 def makeService(options: Options) -> IService:
     """
-    Build the service from parsed options (called by twistd).
+    Build the service from parsed options (called by twistd).  Building
+    changes nothing about the process; its settings (the open-file limit,
+    clean exits on signals) are applied when the service starts.
     """
     from twisted.internet import reactor
 
-    from wsservice.fdlimit import raiseOpenFileLimit
+    from wsservice.process import ProcessSettings
     from wsservice.service import buildService
-    from wsservice.shutdown import exitCleanlyOnSignals
 
     config = options.toConfig()
-    raiseOpenFileLimit(config.limits.maxConnections)
+    top = MultiService()
+    ProcessSettings(reactor, config.limits.maxConnections).setServiceParent(top)
     if config.workers > 1:
-        from wsservice.workers import WorkerSupervisor
+        from wsservice.workers.supervisor import WorkerSupervisor
 
-        service: IService = WorkerSupervisor(config, reactor)
+        WorkerSupervisor(config, reactor).setServiceParent(top)
     else:
-        service = buildService(config, options._registry(), reactor)
-    exitCleanlyOnSignals(reactor)
-    return service
+        buildService(config, options._registry(), reactor).setServiceParent(top)
+    return top

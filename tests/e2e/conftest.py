@@ -15,7 +15,8 @@ import pytest
 from playwright.sync_api import sync_playwright
 
 from tests.e2e.support import CHROMIUM, CHROMIUM_ARGS
-from tests.support import REPO, ServiceProcess, requireTool
+from tests.support.processes import REPO, ServiceProcess
+from tests.support.tools import requireTool
 
 ARTIFACTS = REPO / "artifacts"
 
@@ -86,7 +87,7 @@ def server():
     One service shared by the tests that neither stop it nor need other
     options; they keep apart by using a room of their own (L{room}).
     """
-    proc = ServiceProcess("--port", "0", "--interface", "127.0.0.1", "--clock-interval", "0.5")
+    proc = ServiceProcess.onLoopback("--clock-interval", "0.5")
     proc.start()
     yield proc
     proc.stop(signal.SIGKILL)

@@ -14,7 +14,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.support import join, pageURL, say, seriousErrors
-from tests.support import REPO, ServiceProcess
+from tests.support.processes import REPO, ServiceProcess
 
 STATIC = REPO / "static"
 

@@ -9,7 +9,7 @@ import os
 from playwright.sync_api import expect
 
 from tests.e2e.support import join, pageURL, say
-from tests.support import REPO
+from tests.support.processes import REPO
 
 #: Elements sticking out to the right of the viewport (none may).
 OVERFLOW = """() => {

@@ -51,13 +51,14 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import unquote
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer, provider
 
 from wsservice.interfaces import IConnection, IHandler, IHandlerContext, IHandlerFactory
+from wsservice.rooms.events import encodeJSON
 
 DEFAULT_ROOM = "lobby"
 MAX_ROOM_LENGTH = 64
@@ -88,6 +89,16 @@ def cleanName(raw: Any, limit: int) -> str:
     )
     name = " ".join(printable.split())[:limit].strip()
     return name or ANONYMOUS
+
+
+def nodeLostEvent(info: Mapping[str, Any]) -> dict[str, Any]:
+    """
+    The leave event the rooms publish for a member whose process stopped
+    answering (C{--broker}), from its presence.
+    """
+    name = info.get("name", "")
+    return {"type": "leave", "name": "", "message": f"{name} left",
+            "user": dict(info), "reason": "node lost"}
 
 
 class ChatError(ValueError):
@@ -137,7 +148,7 @@ class ChatHandler:
         return {"id": self._connection.id, "name": self._name}
 
     def _send(self, event: dict[str, Any]) -> None:
-        self._connection.sendText(json.dumps(event, ensure_ascii=False, separators=(",", ":")))
+        self._connection.sendText(encodeJSON(event).decode("utf-8"))
 
     def onOpen(self) -> None:
         if len(self._room) > MAX_ROOM_LENGTH:
@@ -177,15 +188,12 @@ class ChatHandler:
                 "count": count,
             }
         )
-        if snapshot.history:
-            self._send(
-                {
-                    "type": "history",
-                    "name": "",
-                    "message": "",
-                    "room": self._room,
-                    "messages": snapshot.history,
-                }
+        if snapshot.frames:
+            # The recorded events go out as the bytes the room keeps, without
+            # being decoded and encoded again.
+            head = encodeJSON({"type": "history", "name": "", "message": "", "room": self._room})
+            self._connection.sendText(
+                (head[:-1] + b',"messages":[' + b",".join(snapshot.frames) + b"]}").decode("utf-8")
             )
         if not crowded:
             self._announce("join", f"{self._name} joined")

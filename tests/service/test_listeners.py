@@ -1,0 +1,78 @@
+"""
+--listen takes Twisted endpoint strings: TLS (wss://) with a certificate the
+test makes, Unix sockets, and several listeners at once.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ssl
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from websockets.sync.client import unix_connect
+
+from tests.support.wsclient import open_, recvJSON
+
+
+def makeCertificate(directory: Path) -> tuple[Path, Path]:
+    """
+    A self-signed certificate for 127.0.0.1 and its key, as PEM files.
+    """
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    import ipaddress
+
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    keyPath, certPath = directory / "key.pem", directory / "cert.pem"
+    keyPath.write_bytes(key.private_bytes(serialization.Encoding.PEM,
+                                          serialization.PrivateFormat.PKCS8,
+                                          serialization.NoEncryption()))
+    certPath.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return keyPath, certPath
+
+
+def test_wss_and_ws_listeners_at_once(tmp_path, serviceFactory):
+    """
+    With an ssl: and a tcp: listener, wss:// and ws:// both work, and TLS
+    clients get the same handlers.
+    """
+    key, cert = makeCertificate(tmp_path)
+    service = serviceFactory(
+        "--listen", f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}",
+        "--listen", "tcp:0:interface=127.0.0.1",
+    )
+    tlsPort, plainPort = service.ports
+    context = ssl.create_default_context(cafile=str(cert))
+    with open_(f"wss://127.0.0.1:{tlsPort}/secure", "echo", ssl=context) as ws:
+        ws.send("over tls")
+        assert ws.recv(timeout=10) == "over tls"
+    with open_(f"wss://127.0.0.1:{tlsPort}/secure", "chat", ssl=context) as ws:
+        assert recvJSON(ws)["message"] == "Connected!"
+    with open_(f"ws://127.0.0.1:{plainPort}/", "echo") as ws:
+        ws.send("plain")
+        assert ws.recv(timeout=10) == "plain"
+
+
+def test_unix_socket_listener(tmp_path, serviceFactory):
+    """
+    A unix: listener serves WebSocket clients on a Unix socket.
+    """
+    socketPath = tmp_path / "ws.sock"
+    serviceFactory("--listen", f"unix:{socketPath}")
+    with unix_connect(str(socketPath), "ws://localhost/", subprotocols=["echo"], open_timeout=10) as ws:
+        ws.send("local")
+        assert ws.recv(timeout=10) == "local"

@@ -1,0 +1,46 @@
+"""
+The room event model both hubs share: one encoding, the seq spliced in
+last, and a history bounded in count and bytes.
+"""
+
+from __future__ import annotations
+
+import json
+
+from wsservice.rooms.events import History, RoomSnapshot, encodeEvent, withSeq
+
+
+def test_an_event_is_stamped_once_and_its_seq_spliced_in_last():
+    """
+    encodeEvent stamps room and time (dropping any seq the event had) as
+    compact UTF-8 JSON; withSeq adds the seq without re-encoding.
+    """
+    body = encodeEvent({"type": "message", "message": "héllo", "seq": 99}, "kitchen", "T")
+    assert body == '{"type":"message","message":"héllo","room":"kitchen","time":"T"}'.encode()
+    full = withSeq(body, 7)
+    assert json.loads(full) == {"type": "message", "message": "héllo", "room": "kitchen",
+                                "time": "T", "seq": 7}
+
+
+def test_history_keeps_the_newest_within_count_and_bytes():
+    """
+    The oldest events go first, to stay within both bounds; a history of
+    size 0 keeps nothing.
+    """
+    history = History(maxCount=3, maxBytes=10)
+    for seq in range(1, 6):
+        history.record(seq, b"%d" % seq)
+    assert history.frames() == [b"3", b"4", b"5"]
+    history.record(6, b"1234567890")
+    assert history.entries() == [(6, b"1234567890")]
+    nothing = History(maxCount=0, maxBytes=10)
+    nothing.record(1, b"x")
+    assert not nothing
+
+
+def test_a_snapshot_decodes_its_frames_on_request():
+    """
+    A snapshot's history is its frames, decoded, oldest first.
+    """
+    snapshot = RoomSnapshot(frames=[b'{"seq":1}', b'{"seq":2}'], members=[], seq=2)
+    assert [e["seq"] for e in snapshot.history] == [1, 2]

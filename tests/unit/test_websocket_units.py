@@ -1,0 +1,72 @@
+"""
+Unit tests of the pieces of the WebSocket layer that decide alone.
+"""
+
+from wsservice.websocket.limits import TokenBucket
+from wsservice.websocket.negotiation import originAllowed
+
+
+def test_origin_policy():
+    """
+    No Origin and same-origin pages are allowed; others only by pattern.
+    """
+    assert originAllowed(None, "127.0.0.1:60000", ())
+    assert originAllowed("http://127.0.0.1:60000", "127.0.0.1:60000", ())
+    assert not originAllowed("http://evil.example", "127.0.0.1:60000", ())
+    assert originAllowed("https://app.example.com", "h:1", ("https://*.example.com",))
+    assert not originAllowed("https://example.com.evil", "h:1", ("https://*.example.com",))
+    assert not originAllowed("null", "h:1", ())
+
+
+def test_token_bucket_allows_bursts_then_the_rate():
+    """
+    A bucket allows its burst at once, then refills at its rate.
+    """
+    bucket = TokenBucket(rate=10, burst=20, now=0)
+    assert all(bucket.take(0) for _ in range(20))
+    assert not bucket.take(0)
+    assert bucket.take(0.1)
+    assert not bucket.take(0.1)
+
+
+def test_autobahn_debug_formatting_is_lazy_and_unchanged():
+    """
+    After deferDebugFormatting, Autobahn's pformat builds its text only when
+    formatted, and the text is what pprint.pformat gives.
+    """
+    from pprint import pformat
+
+    from autobahn.websocket import protocol
+
+    from wsservice.websocket._autobahn import deferDebugFormatting
+
+    deferDebugFormatting()
+    deferDebugFormatting()
+    value = [("maxMessagePayloadSize", 1024, "ServiceFactory")] * 3
+    lazy = protocol.pformat(value)
+    assert str(lazy) == pformat(value) == f"{lazy}"
+
+
+def test_fan_out_policy_coalesces_only_while_messages_pile_up():
+    """
+    Fan-outs go out at once until connections get several messages per turn
+    for a while; one busy turn does not switch that, and quiet turns switch
+    it back.
+    """
+    from wsservice.websocket.writes import FanOutPolicy
+
+    def turn(policy, connections, messagesEach):
+        policy.repeats = connections * (messagesEach - 1)
+        policy.endTurn(connections)
+        return policy.coalescing
+
+    policy = FanOutPolicy()
+    assert not policy.coalescing
+    assert not turn(policy, 1000, 2)
+    assert not turn(policy, 1000, 1)
+    busy = [turn(policy, 1000, 5) for _ in range(3)]
+    assert busy[-1]
+    assert turn(policy, 5000, 1)
+    quiet = [turn(policy, 1000, 1) for _ in range(30)]
+    assert not quiet[-1]
+    assert not turn(policy, 0, 0)

@@ -1,0 +1,120 @@
+"""
+The room event model both hubs share: how an event is stamped and encoded,
+the snapshot a joiner gets, and the bounded history.
+
+An event is encoded once, as compact UTF-8 JSON stamped with C{room} and
+C{time} (L{encodeEvent}); its C{seq} is spliced in last (L{withSeq}), by
+whoever assigns it: the local hub, or the broker's script in Redis.  So the
+frame every member receives and the history entry a newcomer gets are the
+same bytes, and an event that cannot be encoded never takes a C{seq}.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+#: Turns one payload into something every member can send without framing
+#: it again (Autobahn's C{prepareMessage}).
+Prepare = Callable[[bytes, bool], Any]
+
+
+def encodeJSON(value: Any) -> bytes:
+    """
+    Compact UTF-8 JSON, the encoding of every frame a room sends.
+    """
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+
+
+def encodeEvent(event: Mapping[str, Any], room: str, time: str) -> bytes:
+    """
+    C{event} stamped with C{room} and C{time}, without any C{seq} it had,
+    ready for L{withSeq}.
+    """
+    stamped = {k: v for k, v in event.items() if k != "seq"}
+    stamped["room"] = room
+    stamped["time"] = time
+    return encodeJSON(stamped)
+
+
+def withSeq(body: bytes, seq: int) -> bytes:
+    """
+    The event L{encodeEvent} made, with its sequence number.
+    """
+    return b'%s,"seq":%d}' % (body[:-1], seq)
+
+
+@dataclass(frozen=True)
+class RoomSnapshot:
+    """
+    What a joiner learns about a room before live events reach it.
+
+    @ivar frames: the room's recorded events, oldest first, exactly as
+        members received them.
+    @ivar members: the presence dicts of the members before the joiner.
+    @ivar seq: the room's last sequence number.
+    """
+
+    frames: Sequence[bytes]
+    members: list[dict[str, Any]]
+    seq: int
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """
+        The recorded events, decoded.
+        """
+        return [json.loads(frame) for frame in self.frames]
+
+
+class History:
+    """
+    A room's recorded events, oldest first, bounded in count and in bytes,
+    so a newcomer's history batch is bounded too.
+    """
+
+    __slots__ = ("_entries", "_bytes", "maxCount", "maxBytes")
+
+    def __init__(self, maxCount: int, maxBytes: int) -> None:
+        self._entries: deque[tuple[int, bytes]] = deque()
+        self._bytes = 0
+        self.maxCount = maxCount
+        self.maxBytes = maxBytes
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __bool__(self) -> bool:
+        return bool(self._entries)
+
+    def record(self, seq: int, frame: bytes) -> None:
+        """
+        Keep C{frame}, dropping the oldest events to stay within the bounds.
+        """
+        if not self.maxCount:
+            return
+        self._entries.append((seq, frame))
+        self._bytes += len(frame)
+        self._trim()
+
+    def _trim(self) -> None:
+        entries = self._entries
+        while entries and (len(entries) > self.maxCount or self._bytes > self.maxBytes):
+            self._bytes -= len(entries.popleft()[1])
+
+    def replace(self, entries: Iterable[tuple[int, bytes]]) -> None:
+        """
+        Hold C{entries} (C{(seq, frame)}, oldest first) instead, within the
+        bounds.
+        """
+        self._entries = deque(entries)
+        self._bytes = sum(len(frame) for _, frame in self._entries)
+        self._trim()
+
+    def entries(self) -> list[tuple[int, bytes]]:
+        return list(self._entries)
+
+    def frames(self) -> list[bytes]:
+        return [frame for _, frame in self._entries]

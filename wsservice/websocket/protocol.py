@@ -1,0 +1,232 @@
+"""
+One WebSocket connection: the opening handshake's decision, the handler
+built for it, and the guards around every handler call.
+
+Handlers never see Autobahn.  L{ServiceProtocol} negotiates in C{onConnect}
+(L{wsservice.websocket.negotiation}), builds the handler in C{onOpen},
+forwards messages and closes, and turns any exception from a handler into a
+close with L{CLOSE_INTERNAL_ERROR} for that connection alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.logger import Logger
+
+from wsservice.interfaces import IHandler, IHandlerFactory
+from wsservice.websocket import (
+    CLOSE_INTERNAL_ERROR,
+    CLOSE_RATE_LIMITED,
+    CLOSE_TOO_SLOW,
+)
+from wsservice.websocket._autobahn import ServerProtocolBase
+from wsservice.websocket._twisted import replaceProducer, writesDirectly
+from wsservice.websocket.connection import Connection, HandlerContext, Request
+from wsservice.websocket.limits import SendBudget, TokenBucket
+from wsservice.websocket.negotiation import Refusal, negotiate
+from wsservice.websocket.writes import CoalescedWrites
+
+
+class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
+    """
+    One WebSocket connection: negotiation, limits, and a guarded handler.
+
+    Its L{wsservice.websocket.factory.ServiceFactory} holds what all
+    connections share: the registry, the rooms, the settings, the metrics.
+    """
+
+    _log = Logger()
+
+    # Per-connection state starts as these class attributes and becomes an
+    # instance attribute only when it changes (see ServerProtocolBase).
+    _factoryChoice: IHandlerFactory | None = None
+    _handler: IHandler | None = None
+    _connection: Connection | None = None
+    _bucket: TokenBucket | None = None
+    _metricLabels: str | None = None
+    _refusalLogged = False
+
+    # -- opening handshake --------------------------------------------------
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        budget = SendBudget(self.factory.settings.limits.maxSendBuffer)
+        if replaceProducer(self.transport, budget):
+            self._sendBudget = budget
+        if not writesDirectly(self.transport):
+            self._direct = False
+
+    def onConnect(self, request: ConnectionRequest) -> str | None:
+        """
+        Admit the client and pick its handler, or refuse it with the reason.
+        """
+        factory = self.factory
+        decision = negotiate(
+            request.protocols,
+            request.headers.get("host", ""),
+            request.origin,
+            factory.settings,
+            factory.registry,
+            factory.openCount,
+            factory.draining,
+        )
+        if isinstance(decision, Refusal):
+            raise self._deny(request.peer, decision)
+        self._factoryChoice = decision
+        self._connection = Connection(
+            self, factory.newConnectionId(), decision.subprotocol, Request.fromAutobahn(request)
+        )
+        # A client that offered nothing must not be answered with a name.
+        return decision.subprotocol if request.protocols else None
+
+    def _deny(self, peer: str, refusal: Refusal) -> ConnectionDeny:
+        self._log.info(
+            "refused {peer}: {code} {reason}", peer=peer, code=refusal.code, reason=refusal.reason
+        )
+        self.factory.metrics.handshakeRefused(refusal.label)
+        self._refusalLogged = True
+        return ConnectionDeny(refusal.code, refusal.reason)
+
+    def handshakeFailed(self, code: int, reason: str) -> None:
+        if not self._refusalLogged:
+            self._log.info(
+                "refused {peer}: {code} {reason}", peer=self.peer, code=code, reason=reason
+            )
+            self.factory.metrics.handshakeRefused("handshake")
+
+    # -- open connection ----------------------------------------------------
+
+    def onOpen(self) -> None:
+        """
+        Build the handler chosen in L{onConnect} and open it.
+        """
+        factory = self.factory
+        connection, choice = self._connection, self._factoryChoice
+        assert connection is not None and choice is not None
+        del self._factoryChoice
+        factory.opened(self)
+        subprotocol = connection.subprotocol
+        self._metricLabels = subprotocol
+        factory.metrics.opened(subprotocol)
+        rate = factory.settings.limits.maxMessagesPerSecond
+        if rate > 0:
+            self._bucket = TokenBucket(rate, max(2 * rate, 10.0), factory.clock.seconds())
+        self._log.info(
+            "open {peer} {subprotocol} {path} as {id}",
+            peer=connection.request.peer,
+            subprotocol=subprotocol,
+            path=connection.request.path,
+            id=connection.id,
+        )
+        context = HandlerContext(
+            factory.clock,
+            factory.rooms,
+            factory.settings.handlers,
+            factory.handlerLog(subprotocol),
+            self.guarded,
+        )
+        handler = self.guarded(choice, connection, context)
+        if handler is not None:
+            self._handler = handler
+            self.guarded(handler.onOpen)
+        self.dropHandshakeState()
+
+    def onMessage(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Hand one message to the handler, within the connection's rate.
+        """
+        handler = self._handler
+        if handler is None or self.writesStopped:
+            return
+        self.factory.metrics.received(self._metricLabels, len(payload))
+        bucket = self._bucket
+        if bucket is not None and not bucket.take(self.factory.clock.seconds()):
+            self._log.warn(
+                "closing {id} ({peer}): over {rate} messages per second",
+                id=self._connection.id,
+                peer=self._connection.request.peer,
+                rate=bucket.rate,
+            )
+            self.closeWith(CLOSE_RATE_LIMITED, "rate limit exceeded")
+            return
+        self.guarded(handler.onMessage, payload, isBinary)
+
+    def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
+        """
+        Log the close and tell the handler, once, if it was ever opened.
+        """
+        factory = self.factory
+        if self._connection is None or self._metricLabels is None:
+            return
+        factory.closed(self)
+        factory.metrics.closedWith(self._metricLabels, code)
+        self._log.info(
+            "close {peer} {id} code={code} reason={reason!r} clean={clean}",
+            peer=self._connection.request.peer,
+            id=self._connection.id,
+            code=code,
+            reason=reason,
+            clean=wasClean,
+        )
+        handler, self._handler = self._handler, None
+        if handler is not None:
+            try:
+                handler.onClose(wasClean, code, reason)
+            except Exception:
+                self._log.failure(
+                    "handler {subprotocol} failed while closing {id}",
+                    subprotocol=self._metricLabels,
+                    id=self._connection.id,
+                )
+
+    def guarded(self, f: Callable[..., Any], *a: Any, **kw: Any) -> Any:
+        """
+        Call handler code; on an exception, log it and close this connection
+        with L{CLOSE_INTERNAL_ERROR}, leaving every other connection alone.
+        """
+        try:
+            return f(*a, **kw)
+        except Exception:
+            connection = self._connection
+            self._log.failure(
+                "handler {subprotocol} failed on {id} ({peer}); closing it",
+                subprotocol=connection.subprotocol if connection else "?",
+                id=connection.id if connection else "?",
+                peer=connection.request.peer if connection else "?",
+            )
+            self.factory.metrics.handlerError(connection.subprotocol if connection else "?")
+            self.closeWith(CLOSE_INTERNAL_ERROR, "internal error")
+            return None
+
+    # -- sending and closing ------------------------------------------------
+
+    def sendOutgoing(self, payload: bytes, isBinary: bool) -> None:
+        """
+        Send one message unless the connection is closing or too slow.
+        """
+        if not self.isOpen() or self.writesStopped:
+            return
+        self.sendUnbounded(payload, isBinary)
+        self.factory.metrics.sent(self._metricLabels, len(payload))
+
+    def sendBufferOverflowed(self) -> None:
+        """
+        The peer stopped reading and its send budget is spent: close it as
+        too slow, and drop it if even the close frame does not get through.
+        """
+        self.writesStopped = True
+        connection = self._connection
+        limits = self.factory.settings.limits
+        self._log.warn(
+            "closing {id} ({peer}): too slow, over {limit} bytes waiting to be sent",
+            id=connection.id if connection else "?",
+            peer=connection.request.peer if connection else self.peer,
+            limit=limits.maxSendBuffer,
+        )
+        self.factory.metrics.slowReaderClosed()
+        # The close frame queues behind data the peer is not reading: give it
+        # the close handshake timeout to arrive, then drop the connection.
+        self.closeWith(CLOSE_TOO_SLOW, "too slow")
+        self.factory.clock.callLater(limits.closeHandshakeTimeout, self.abortConnection)
