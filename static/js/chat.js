@@ -7,6 +7,7 @@
 
 import { Connection, wsBase } from "./connection.js";
 import { $, colourFor, el, formatBytes, initial, timeElement } from "./dom.js";
+import { StatusView } from "./status.js";
 
 const NAME_KEY = "wsservice.name";
 const DEFAULT_ROOM = "lobby";
@@ -29,8 +30,7 @@ export class ChatView {
     this.conn = new Connection({
       protocol: "chat",
       url: () => `${wsBase()}/${encodeURIComponent(this.room)}?name=${encodeURIComponent(this.name)}`,
-      status: $("status"),
-      notice: $("notice"),
+      status: new StatusView($("status"), $("notice")),
       onOpen: () => this.opened(),
       onMessage: (data) => this.received(data),
       onClosed: () => this.dropped(),

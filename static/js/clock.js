@@ -3,6 +3,7 @@
 
 import { Connection, wsBase } from "./connection.js";
 import { $ } from "./dom.js";
+import { StatusView } from "./status.js";
 
 export class ClockView {
   constructor() {
@@ -10,8 +11,7 @@ export class ClockView {
     this.conn = new Connection({
       protocol: "clock",
       url: () => `${wsBase()}/`,
-      status: $("clock-status"),
-      notice: $("clock-notice"),
+      status: new StatusView($("clock-status"), $("clock-notice")),
       onMessage: (data) => this.received(data),
     });
     $("clock-form").addEventListener("submit", (e) => {

@@ -21,19 +21,20 @@ const FINAL_CODES = new Set([1008, 4003]);
 /**
  * One WebSocket that keeps itself open.
  *
- * Its state (connecting | connected | disconnected) is shown on a status
- * element as data-state.  Only the socket that was open changes the label
- * to "disconnected" (or the very first attempt, which had never connected):
- * failed retries leave the label and the first close code as they are, so it
- * does not flicker.  A socket that closes without ever opening is "never
- * opened" (unreachable or refused); one that opened and closed "dropped".
+ * Its state (connecting | connected | disconnected) is shown through a
+ * StatusView (status.js), which puts it on a status element as data-state;
+ * the Connection itself never touches the page.  Only the socket that was
+ * open changes the label to "disconnected" (or the very first attempt, which
+ * had never connected): failed retries leave the label and the first close
+ * code as they are, so it does not flicker.  A socket that closes without
+ * ever opening is "never opened" (unreachable or refused); one that opened
+ * and closed "dropped".
  */
 export class Connection {
-  constructor({ protocol, url, status, notice, onOpen, onMessage, onClosed, binaryType }) {
+  constructor({ protocol, url, status, onOpen, onMessage, onClosed, binaryType }) {
     this.protocol = protocol;
     this.url = url;                 // a function: the URL for the next attempt
-    this.statusEl = status;
-    this.noticeEl = notice;
+    this.status = status;           // a StatusView: the state and notice on the page
     this.onOpen = onOpen || (() => {});
     this.onMessage = onMessage || (() => {});
     this.onClosed = onClosed || (() => {});
@@ -44,7 +45,7 @@ export class Connection {
     this.wanted = false;
     this.everOpened = false;
     this.lastClose = null;
-    this.setState("disconnected", "not connected");
+    this.status.state("disconnected", "not connected");
   }
 
   get open() {
@@ -56,7 +57,7 @@ export class Connection {
     this.attempt = 0;
     this.everOpened = false;
     this.lastClose = null;
-    this.setState("connecting", "connecting…");
+    this.status.state("connecting", "connecting…");
     this.hideNotice();
     this.connect();
   }
@@ -98,7 +99,7 @@ export class Connection {
     try {
       ws = new WebSocket(this.url(), this.protocol);
     } catch (e) {
-      this.setState("disconnected", "bad address");
+      this.status.state("disconnected", "bad address");
       this.showNotice(String(e.message || e));
       return;
     }
@@ -112,7 +113,7 @@ export class Connection {
       this.attempt = 0;
       this.lastClose = null;
       this.hideNotice();
-      this.setState("connected", "connected");
+      this.status.state("connected", "connected");
       this.onOpen(ws);
     };
     ws.onmessage = (event) => {
@@ -131,7 +132,7 @@ export class Connection {
     if (opened || this.lastClose === null) {
       this.lastClose = { code: event.code, reason: event.reason, opened };
       const why = event.reason || CLOSE_REASONS[event.code] || "closed";
-      this.setState("disconnected", `disconnected (code ${event.code})`, why);
+      this.status.state("disconnected", `disconnected (code ${event.code})`, why);
       if (opened) this.onClosed(event);
     }
     if (!this.wanted) return;
@@ -180,11 +181,11 @@ export class Connection {
   countdown() {
     clearInterval(this.ticker);
     this.ticker = setInterval(() => {
-      if (!this.wanted || this.open || !this.noticeEl || this.noticeEl.hidden) {
+      if (!this.wanted || this.open || !this.status.noticeShown) {
         clearInterval(this.ticker);
         return;
       }
-      this.setNoticeText(this.explain(true));
+      this.status.noticeText(this.explain(true));
     }, 1000);
   }
 
@@ -208,37 +209,20 @@ export class Connection {
       ? `The server refused the ${this.protocol} connection (subprotocol not offered, ` +
         `too many connections, or this page's origin is not allowed).`
       : `Cannot reach the server at ${new URL(this.url()).host}.`;
-    if (this.noticeEl && this.wanted && !this.everOpened) {
-      this.noticeEl.dataset.kind = this.diagnosisKind;
-      this.setNoticeText(this.explain(true));
+    if (this.wanted && !this.everOpened) {
+      this.status.noticeKind(this.diagnosisKind);
+      this.status.noticeText(this.explain(true));
     }
   }
 
-  setState(state, label, detail) {
-    if (!this.statusEl) return;
-    this.statusEl.dataset.state = state;
-    this.statusEl.textContent = label;
-    this.statusEl.title = detail || "";
-  }
-
-  setNoticeText(text) {
-    const target = this.noticeEl.querySelector(".notice-text") || this.noticeEl;
-    target.textContent = text;
-  }
-
   showNotice(text) {
-    if (!this.noticeEl) return;
-    this.noticeEl.hidden = false;
     // dropped: it was open; refused/unreachable: it never opened (diagnosed
     // by diagnose()); unknown until the diagnosis is in.
-    this.noticeEl.dataset.kind = this.everOpened ? "dropped" : (this.diagnosisKind || "unknown");
-    this.setNoticeText(text);
+    this.status.showNotice(this.everOpened ? "dropped" : (this.diagnosisKind || "unknown"), text);
   }
 
   hideNotice() {
-    if (!this.noticeEl) return;
-    this.noticeEl.hidden = true;
-    delete this.noticeEl.dataset.kind;
+    this.status.hideNotice();
     this.diagnosis = this.diagnosisKind = null;
   }
 }

@@ -2,6 +2,7 @@
 
 import { Connection, wsBase } from "./connection.js";
 import { $, el, formatBytes } from "./dom.js";
+import { StatusView } from "./status.js";
 
 export class EchoView {
   constructor() {
@@ -10,8 +11,7 @@ export class EchoView {
     this.conn = new Connection({
       protocol: "echo",
       url: () => `${wsBase()}/`,
-      status: $("echo-status"),
-      notice: $("echo-notice"),
+      status: new StatusView($("echo-status"), $("echo-notice")),
       binaryType: "arraybuffer",
       onOpen: () => { this.pending = []; },
       onMessage: (data) => this.received(data),
