@@ -51,13 +51,16 @@ def installed(wheel, tmp_path_factory) -> Path:
 
 def test_wheel_holds_the_plugin_and_the_client_but_no_cache(wheel):
     """
-    The wheel ships the twisted/plugins drop-ins and the static client, and
-    neither an __init__.py under twisted/ nor a dropin.cache.
+    The wheel ships the twisted/plugins drop-ins and the static client with
+    its modules in static/js/, and neither an __init__.py under twisted/ nor
+    a dropin.cache.
     """
     names = zipfile.ZipFile(wheel).namelist()
     assert "twisted/plugins/wsservice_tap.py" in names
     assert "twisted/plugins/wsservice_handlers.py" in names
     assert "wsservice/static/index.html" in names
+    modules = {f"wsservice/static/js/{m.name}" for m in (REPO / "static" / "js").glob("*.js")}
+    assert "wsservice/static/js/main.js" in modules and modules <= set(names)
     assert not [n for n in names if n.startswith("twisted/") and n.endswith("__init__.py")]
     assert not [n for n in names if n.endswith("dropin.cache")]
 

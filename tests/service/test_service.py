@@ -35,6 +35,17 @@ def test_static_client_is_served_on_the_websocket_port(service):
     assert headers["Content-Type"].startswith("text/html")
 
 
+def test_client_modules_are_served_as_javascript(service):
+    """
+    The client's ES modules are served with a JavaScript MIME type: a
+    browser refuses to run a module script served as anything else.
+    """
+    status, body, headers = get(service.url("/js/main.js", "http"))
+    assert status == 200
+    assert b"import" in body
+    assert headers["Content-Type"].split(";")[0].strip() in ("text/javascript", "application/javascript")
+
+
 def test_unknown_file_is_404(service):
     """
     A plain GET for a file that does not exist is a 404, not a handshake.
