@@ -116,6 +116,29 @@ def test_concurrent_senders_on_both_nodes_give_everyone_one_identical_stream(nod
         ws.close()
 
 
+def test_history_in_redis_is_bounded_in_bytes_as_well_as_count(redisServer, serviceFactory):
+    """
+    Through the broker, a room's history keeps at most --max-message-size
+    bytes (the README's promise, as in one process): a newcomer on either
+    node gets the newest messages that fit, and Redis holds no more.
+    """
+    args = ("--broker", redisServer.url, "--history", "50", "--max-message-size", "2000")
+    a, b = serviceFactory(*args), serviceFactory(*args)
+    for node in (a, b):
+        node.waitForLog(r"connected to Redis at")
+    alice = chat(a, "bulky", "alice")
+    for i in range(20):
+        say(alice, f"b{i:02d}-" + "x" * 300)
+    messages(alice, 20)
+    bob = chat(b, "bulky", "bob")
+    history = recvUntil(bob, "history")["messages"]
+    assert 0 < len(history) < 7
+    assert history[-1]["message"].startswith("b19-")
+    stored = redisServer.command("LRANGE", "wss:{bulky}:history", "0", "-1").splitlines()
+    assert len(stored) == len(history)
+    assert sum(len(line.encode()) for line in stored) <= 2000
+
+
 def test_history_and_presence_are_the_same_on_every_node(nodes, redisServer):
     """
     A newcomer on either node gets the same capped history and sees the

@@ -463,7 +463,8 @@ class RedisRoomHub(Service):
             return self._eval(
                 commands, scripts.JOIN,
                 [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
-                 self._keys.channel(room), self._keys.nodes, self._keys.nodeRooms(self.node)],
+                 self._keys.channel(room), self._keys.nodes, self._keys.nodeRooms(self.node),
+                 self._keys.historyBytes(room)],
                 [f, encodeInfo(info), room])
 
         def taken(reply: list[Any]) -> None:
@@ -549,8 +550,10 @@ class RedisRoomHub(Service):
         floor = state.lastSeq if state is not None else 0
         self._eval(
             commands, scripts.PUBLISH,
-            [self._keys.seq(room), self._keys.history(room), self._keys.channel(room)],
-            [body, int(record), self._historySize, floor, self.node, int(replayed)],
+            [self._keys.seq(room), self._keys.history(room), self._keys.channel(room),
+             self._keys.historyBytes(room)],
+            [body, int(record), self._historySize, floor, self.node, int(replayed),
+             self._historyBytes],
         ).addErrback(self._commandFailed)
 
     def publishBinary(self, room: str, data: bytes) -> None:

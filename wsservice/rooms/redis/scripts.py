@@ -7,7 +7,8 @@ Keys, for a key prefix C{P} (default C{wss:}) and room C{R}::
 
     P{R}:seq        integer: the room's last sequence number
     P{R}:history    list: the last N recorded events, oldest first, as the
-                    exact JSON text members received
+                    exact JSON text members received, at most M bytes
+    P{R}:history-bytes  integer: the bytes the history list holds
     P{R}:members    hash: member field -> presence JSON; a field is
                     "<node id>/<n>", so a member belongs to one node
     Pdb<D>:{R}:events  pub/sub channel of the room in database D (channels
@@ -41,9 +42,9 @@ from __future__ import annotations
 #: How long a room's seq and history outlive its last publish or join.
 ROOM_TTL_MS = 24 * 3600 * 1000
 
-#: KEYS: seq, history, channel.  ARGV: event JSON without seq (ends with
-#: "}"), recorded 0|1, history size, seq floor, origin node, replayed 0|1.
-#: Returns the event's seq.
+#: KEYS: seq, history, channel, history bytes.  ARGV: event JSON without seq
+#: (ends with "}"), recorded 0|1, history size, seq floor, origin node,
+#: replayed 0|1, history bytes at most.  Returns the event's seq.
 PUBLISH = """
 local ROOM_TTL_MS = @ROOM_TTL_MS@
 local seq = redis.call('INCR', KEYS[1])
@@ -55,8 +56,21 @@ end
 local body = string.sub(ARGV[1], 1, -2) .. ',"seq":' .. string.format('%d', seq) .. '}'
 local size = tonumber(ARGV[3])
 if ARGV[2] == '1' and size > 0 then
-  redis.call('RPUSH', KEYS[2], body)
-  redis.call('LTRIM', KEYS[2], -size, -1)
+  local length = redis.call('RPUSH', KEYS[2], body)
+  local bytes
+  if length == 1 then
+    bytes = #body
+    redis.call('SET', KEYS[4], bytes)
+  else
+    bytes = redis.call('INCRBY', KEYS[4], #body)
+  end
+  local maxBytes = tonumber(ARGV[7])
+  while length > size or (bytes > maxBytes and length > 0) do
+    local dropped = redis.call('LPOP', KEYS[2])
+    length = length - 1
+    bytes = redis.call('DECRBY', KEYS[4], #dropped)
+  end
+  redis.call('PEXPIRE', KEYS[4], ROOM_TTL_MS)
 end
 redis.call('PEXPIRE', KEYS[1], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
@@ -65,7 +79,8 @@ redis.call('PUBLISH', KEYS[3], 'e ' .. string.format('%d', seq) .. ' ' .. ARGV[2
 return seq
 """.replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
-#: KEYS: members, seq, history, channel, nodes, this node's rooms.  ARGV:
+#: KEYS: members, seq, history, channel, nodes, this node's rooms, history
+#: bytes.  ARGV:
 #: the joiner's field, its presence JSON, the room.  Takes the snapshot
 #: (leaving out members of nodes whose heartbeat expired: the reaper removes
 #: them), then adds the joiner.  Returns {seq, history, members (flat field,
@@ -87,6 +102,7 @@ local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 local history = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[3], ROOM_TTL_MS)
+redis.call('PEXPIRE', KEYS[7], ROOM_TTL_MS)
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[6], ARGV[3])
 redis.call('PUBLISH', KEYS[4], 'p ' .. ARGV[1] .. '\\n' .. ARGV[2])

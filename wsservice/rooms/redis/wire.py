@@ -82,6 +82,9 @@ class Keys:
     def history(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:history"
 
+    def historyBytes(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:history-bytes"
+
     def members(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:members"
 
