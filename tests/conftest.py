@@ -17,8 +17,8 @@ from tests.support.tools import requireTool
 @pytest.fixture
 def serviceFactory():
     """
-    Start services on loopback with C{serviceFactory(*args)}; all are
-    killed after the test.
+    Start services on loopback with C{serviceFactory(*args, port=0)}; all
+    are killed after the test.
     """
     started: list[ServiceProcess] = []
 

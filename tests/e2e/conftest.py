@@ -103,21 +103,12 @@ def room(request) -> str:
 
 
 @pytest.fixture
-def service():
+def service(serviceFactory):
     """
     A factory: service(*args, port=0) starts the real twistd service on
     127.0.0.1; every one started is killed after the test.
     """
-    started: list[ServiceProcess] = []
-
-    def start(*args: str, port: int = 0) -> ServiceProcess:
-        proc = ServiceProcess("--port", str(port), "--interface", "127.0.0.1", *args)
-        started.append(proc)
-        return proc.start()
-
-    yield start
-    for proc in started:
-        proc.stop(signal.SIGKILL)
+    return serviceFactory
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -23,8 +23,6 @@ REPO = Path(__file__).resolve().parent.parent.parent
 #: The twistd command of the interpreter running the tests.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 LISTENING = re.compile(r"wsservice (?:\(TLS\) )?starting on (\S+)")
-#: The arguments that put a service on a free loopback port.
-LOOPBACK = ("--port", "0", "--interface", "127.0.0.1")
 
 
 def freePort() -> int:
@@ -59,11 +57,12 @@ class ServiceProcess:
         self.ready = False
 
     @classmethod
-    def onLoopback(cls, *args: str, **kw) -> "ServiceProcess":
+    def onLoopback(cls, *args: str, port: int = 0, **kw) -> "ServiceProcess":
         """
-        A service on a free loopback port, with C{args} besides.
+        A service on loopback, on C{port} (0: a free one), with C{args}
+        besides.
         """
-        return cls(*LOOPBACK, *args, **kw)
+        return cls("--port", str(port), "--interface", "127.0.0.1", *args, **kw)
 
     @property
     def port(self) -> int:
