@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from sys import intern
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from autobahn.websocket.types import ConnectionRequest
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -18,9 +18,6 @@ from zope.interface import implementer
 
 from wsservice.config import HandlerSettings
 from wsservice.interfaces import IConnection, IHandlerContext, IRequest, IRoomHub, IRoomMember
-
-if TYPE_CHECKING:
-    from wsservice.websocket.protocol import ServiceProtocol
 
 _NO_QUERY: Mapping[str, Sequence[str]] = MappingProxyType({})
 
@@ -54,6 +51,18 @@ class Request:
         )
 
 
+class Channel(Protocol):
+    """
+    What a L{Connection} needs of its protocol (L{ServiceProtocol}).
+    """
+
+    def sendOutgoing(self, payload: bytes, isBinary: bool) -> None: ...
+
+    def deliverPrepared(self, message: Any) -> None: ...
+
+    def closeWith(self, code: int, reason: str) -> None: ...
+
+
 @implementer(IConnection, IRoomMember)
 class Connection:
     """
@@ -62,7 +71,7 @@ class Connection:
 
     __slots__ = ("_protocol", "id", "subprotocol", "request")
 
-    def __init__(self, protocol: "ServiceProtocol", id: str, subprotocol: str,
+    def __init__(self, protocol: Channel, id: str, subprotocol: str,
                  request: Request) -> None:
         self._protocol = protocol
         self.id = id
