@@ -19,17 +19,20 @@ class HandlerSettings:
     @ivar clockInterval: seconds between two clock ticks.
     @ivar historySize: chat messages a room keeps for newcomers; 0 disables.
     @ivar maxNameLength: longest chat name, in characters.
-    @ivar presenceLimit: rooms with more members than this do not announce
-        each join and leave to everyone, and a newcomer's welcome lists only
-        the most recent this many members (with the full C{count}); 0 is
-        unlimited.  Announcing every join is O(room size) per join, so
-        filling a room of N is O(N^2).
+    @ivar presenceList: members per page (a welcome's first page, and each
+        page asked for), and the most names a presence event lists per kind.
+    @ivar presenceInterval: seconds over which a room's joins, leaves and
+        renames are gathered into one presence event.
+    @ivar presenceLimit: rooms with more members than this send presence
+        events with counts only, no names; 0 is unlimited.
     """
 
     clockInterval: float = 1.0
     historySize: int = 50
     maxNameLength: int = 32
-    presenceLimit: int = 0
+    presenceList: int = 100
+    presenceInterval: float = 0.25
+    presenceLimit: int = 1000
 
 
 @dataclass(frozen=True)

@@ -84,18 +84,26 @@ class IRoomHub(Interface):
     Room events are JSON objects.  L{publish} stamps each with C{room}, a
     per-room strictly increasing C{seq} and the server C{time}, serialises
     it once and sends the same frame to every member, publisher included.
+
+    Presence is paged and batched, so it costs O(1) per join however big
+    the room: a joiner's snapshot holds the first page of members and the
+    counts, L{memberPage} gives the next pages, and L{announce}d changes
+    reach the members in one C{presence} event per room per interval
+    (L{wsservice.rooms.presence}).
     """
 
     def join(room: str, member: IRoomMember, info: Mapping[str, Any]) -> Deferred:
         """
         Add C{member} to C{room} with its presence C{info} (for example
-        C{{"name": "alice"}}).
+        C{{"id": "c7", "name": "alice"}}).
 
         @return: a L{Deferred} that fires with a
-            L{wsservice.rooms.events.RoomSnapshot}: C{history} (the past
-            events, oldest first; C{frames} holds them as sent), C{members}
-            (a list of presence dicts) and C{seq}, taken before any live
-            event is delivered to C{member}.
+            L{wsservice.rooms.events.RoomSnapshot}, taken before any live
+            event is delivered to C{member}: C{seq}, C{history} (the past
+            events, oldest first; C{frames} holds them as sent),
+            C{members} (the first page of presence dicts, the joiner's
+            included when it fits), C{next} (the next page's cursor, or
+            C{None}), C{count} and C{users}.
         """
 
     def update(room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
@@ -106,6 +114,26 @@ class IRoomHub(Interface):
     def leave(room: str, member: IRoomMember) -> None:
         """
         Remove C{member} from C{room}; a no-op if it is not a member.
+        """
+
+    def announce(room: str, change: str, info: Mapping[str, Any]) -> None:
+        """
+        Tell C{room}'s members of a presence change: C{change} is
+        C{"joined"}, C{"left"} or C{"renamed"} (then C{info} has
+        C{"previous"}).  The changes of one interval go out together in one
+        C{presence} event, stamped like any other with C{count} and
+        C{users} besides.
+        """
+
+    def memberPage(room: str, after: str | None = None) -> Deferred:
+        """
+        The members of C{room} after the cursor C{after} (from a snapshot
+        or an earlier page; C{None} for the first page).
+
+        @return: a L{Deferred} that fires with a
+            L{wsservice.rooms.events.MemberPage} (C{members}, C{next},
+            C{count}, C{users}).  A member present during the whole paging
+            is listed at least once.
         """
 
     def publish(room: str, event: Mapping[str, Any], record: bool = False) -> None:
@@ -122,7 +150,7 @@ class IRoomHub(Interface):
 
     def members(room: str) -> Sequence[Mapping[str, Any]]:
         """
-        The presence dicts of C{room}'s members known to this process.
+        The presence dicts of C{room}'s members in this process.
         """
 
 
@@ -211,6 +239,11 @@ class IBrokerStatus(Interface):
     A hub whose rooms span processes through a broker; C{/healthz} and
     C{/metrics} report its state.
     """
+
+    node = Attribute(
+        "C{str}: this process's id among the processes sharing the broker; "
+        "connection ids start with it, so they are unique across them."
+    )
 
     def brokerState() -> str:
         """

@@ -15,7 +15,6 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from wsservice.config import ProtocolSettings, ServiceConfig
-from wsservice.handlers.chat import nodeLostEvent
 from wsservice.interfaces import IBrokerStatus, IRoomCounts, IRoomHub
 from wsservice.metrics import ServiceMetrics
 from wsservice.process import atMost
@@ -79,10 +78,17 @@ def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> IR
     C{--broker} (then it also provides L{IService}, since it owns its
     connections to Redis, and L{IBrokerStatus}).
     """
-    historyBytes = config.limits.maxMessageSize
+    handlers = config.handlers
+    rooms = dict(
+        historySize=handlers.historySize,
+        historyBytes=config.limits.maxMessageSize,
+        delivered=metrics.roomDelivered,
+        pageSize=handlers.presenceList,
+        presenceInterval=handlers.presenceInterval,
+        crowdLimit=handlers.presenceLimit or 2**62,
+    )
     if config.brokerURL is None:
-        return RoomHub(clock, prepareMessage, historySize=config.handlers.historySize,
-                       historyBytes=historyBytes, delivered=metrics.roomDelivered)
+        return RoomHub(clock, prepareMessage, **rooms)
     from twisted.internet.endpoints import HostnameEndpoint
 
     from wsservice.rooms.redis.hub import RedisRoomHub
@@ -93,11 +99,8 @@ def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> IR
         prepareMessage,
         lambda address: HostnameEndpoint(clock, address.host, address.port, timeout=5),
         BrokerAddress.fromURL(config.brokerURL),
-        departed=nodeLostEvent,
-        historySize=config.handlers.historySize,
-        historyBytes=historyBytes,
-        delivered=metrics.roomDelivered,
         drainTimeout=config.limits.shutdownTimeout + 1,
+        **rooms,
     )
 
 
@@ -116,8 +119,9 @@ def buildFrontEnd(
     What every listener serves: the front door, which hands WebSocket
     upgrades to the WebSocket factory and everything else to the HTTP site.
     """
-    factory = ServiceFactory(registry, rooms, ProtocolSettings.fromConfig(config), metrics, clock)
     broker = IBrokerStatus(rooms, None)
+    factory = ServiceFactory(registry, rooms, ProtocolSettings.fromConfig(config), metrics, clock,
+                             idPrefix=f"{broker.node[:6]}-" if broker is not None else "")
     if broker is not None:
         metrics.watchBroker(lambda: broker.brokerState() == "connected", broker.queuedCount)
 

@@ -65,10 +65,15 @@ class Options(usage.Options):
         ["clock-interval", None, 1.0, "Seconds between clock ticks.", _number("clock-interval", float)],
         ["history", None, 50, "Chat messages each room keeps for newcomers (0 disables).",
          _number("history", int, allowZero=True)],
-        ["presence-limit", None, 0,
-         "Chat rooms above this many members stop announcing each join/leave and list only "
-         "this many members in the welcome (joins are O(room size) each). 0 is unlimited.",
-         _number("presence-limit", int, allowZero=True)],
+        ["presence-list", None, 100,
+         "Members per page in a chat welcome and a members request, and the most names a "
+         "presence event lists per kind.", _number("presence-list", int)],
+        ["presence-interval", None, 0.25,
+         "Seconds over which a room's joins, leaves and renames are gathered into one "
+         "presence event.", _number("presence-interval", float)],
+        ["presence-limit", None, 1000,
+         "Rooms above this many members send presence events with counts only, no names. "
+         "0 is unlimited.", _number("presence-limit", int, allowZero=True)],
         ["max-message-size", None, 1024 * 1024,
          "Largest message accepted, in bytes; larger ones close with 1009.", _number("max-message-size", int)],
         ["max-send-buffer", None, 4 * 1024 * 1024,
@@ -196,6 +201,7 @@ class Options(usage.Options):
             defaultSubprotocol=self["default-subprotocol"] or None,
             handlers=HandlerSettings(
                 clockInterval=self["clock-interval"], historySize=self["history"],
+                presenceList=self["presence-list"], presenceInterval=self["presence-interval"],
                 presenceLimit=self["presence-limit"],
             ),
             limits=Limits(

@@ -89,15 +89,20 @@ class FakeConnection:
 class FakeContext:
     """
     A context with a L{Clock}, a real in-memory L{RoomHub} whose members get
-    C{(payload, isBinary)}, and default settings.
+    C{(payload, isBinary)}, and default settings.  Presence events come
+    once C{clock} has advanced by C{settings.presenceInterval}.
     """
 
     def __init__(self, settings: HandlerSettings | None = None, rooms: RoomHub | None = None,
                  clock: Clock | None = None) -> None:
         self.clock = clock or Clock()
         self.settings = settings or HandlerSettings()
-        self.rooms = rooms or RoomHub(self.clock, lambda payload, isBinary: (payload, isBinary),
-                                      historySize=self.settings.historySize)
+        settings = self.settings
+        self.rooms = rooms or RoomHub(
+            self.clock, lambda payload, isBinary: (payload, isBinary),
+            historySize=settings.historySize, pageSize=settings.presenceList,
+            presenceInterval=settings.presenceInterval,
+            crowdLimit=settings.presenceLimit or 2**62)
         self.log = Logger()
 
     def callLater(self, delay, f, *a, **kw):

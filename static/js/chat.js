@@ -22,6 +22,8 @@ export class ChatView {
     this.name = localStorage.getItem(NAME_KEY) || "";
     this.room = roomFromLocation();
     this.members = new Map();
+    this.count = 0;                 // the room's size, from the server
+    this.nextMembers = null;        // cursor of the next page of members
     this.myIds = new Set();
     this.myId = null;
     this.seen = new Set();          // "seq@time" of every event shown
@@ -49,6 +51,7 @@ export class ChatView {
       else this.conn.start();     // it gave up after a final close code
     });
     $("me").addEventListener("click", () => this.askName());
+    $("more-members").addEventListener("click", () => this.moreMembers());
     window.addEventListener("popstate", () => this.switchRoom(roomFromLocation(), false));
     window.addEventListener("online", () => this.conn.retryNow());
     document.addEventListener("visibilitychange", () => {
@@ -124,6 +127,8 @@ export class ChatView {
     this.log.replaceChildren();
     this.wasDropped = false;
     this.members.clear();
+    this.count = 0;
+    this.nextMembers = null;
     this.renderMembers();
     this.seen.clear();
     this.lastSeq = 0;
@@ -168,21 +173,8 @@ export class ChatView {
       case "welcome": return this.welcome(event);
       case "history": return this.history(event.messages || []);
       case "message": return this.addMessage(event, false);
-      case "join":
-        this.setMember(event.user);
-        return this.addSystem(event.message, event);
-      case "rename":
-        this.setMember(event.user);
-        if (event.user && event.user.id === this.myId) {
-          this.name = event.user.name;
-          localStorage.setItem(NAME_KEY, this.name);
-          this.showName();
-        }
-        return this.addSystem(event.message, event);
-      case "leave":
-        if (event.user) this.members.delete(event.user.id);
-        this.renderMembers();
-        return this.addSystem(event.message, event);
+      case "presence": return this.presence(event);
+      case "members": return this.memberPage(event);
       case "error":
         return this.addSystem(event.message || "error", event, "error");
       default:
@@ -202,8 +194,39 @@ export class ChatView {
       this.showName();
     }
     this.members.clear();
+    this.members.set(event.id, event.you);     // on whichever page, we are here
+    this.memberPage(event);
+  }
+
+  // A page of members (the welcome's first, or one asked for): the list
+  // grows by it, and "Show more" asks for the next while there is one.
+  memberPage(event) {
     for (const member of event.members || []) this.members.set(member.id, member.name);
+    if (typeof event.count === "number") this.count = event.count;
+    this.nextMembers = event.next ?? null;
     this.renderMembers();
+  }
+
+  moreMembers() {
+    if (this.nextMembers) this.conn.send(JSON.stringify({ type: "members", after: this.nextMembers }));
+  }
+
+  // One event for the room's joins, renames and leaves of the last
+  // interval, applied in that order (see the README's chat protocol).
+  presence(event) {
+    for (const user of event.joined || []) this.members.set(user.id, user.name);
+    for (const user of event.renamed || []) {
+      this.members.set(user.id, user.name);
+      if (user.id === this.myId) {
+        this.name = user.name;
+        localStorage.setItem(NAME_KEY, this.name);
+        this.showName();
+      }
+    }
+    for (const user of event.left || []) this.members.delete(user.id);
+    if (typeof event.count === "number") this.count = event.count;
+    this.renderMembers();
+    if (event.message) this.addSystem(event.message, event);
   }
 
   history(messages) {
@@ -213,12 +236,6 @@ export class ChatView {
     this.log.append(divider);
     for (const message of fresh) this.addMessage(message, true);
     this.scroll(true);
-  }
-
-  setMember(user) {
-    if (!user) return;
-    this.members.set(user.id, user.name);
-    this.renderMembers();
   }
 
   renderMembers() {
@@ -233,7 +250,8 @@ export class ChatView {
       if (id === this.myId) li.append(el("span", "you", "you"));
       return li;
     }));
-    $("member-count").textContent = String(items.length);
+    $("member-count").textContent = String(this.count ?? items.length);
+    $("more-members").hidden = !this.nextMembers;
   }
 
   nearBottom() {

@@ -69,7 +69,7 @@ def test_newcomer_gets_history_and_members_and_other_rooms_see_nothing(server, r
 
     bob.context.close()
     expect(alice.locator("#members .member-name")).to_have_text(["alice", "carol"])
-    expect(alice.locator("#log li.sys.leave")).to_have_text(re.compile("bob left"))
+    expect(alice.locator("#log li.sys.presence").filter(has_text="bob left")).to_have_count(1)
 
 
 def test_room_is_switched_in_the_page_and_by_history(server, room, new_page):
@@ -109,7 +109,7 @@ def test_name_is_asked_once_and_a_rename_reaches_the_room(server, room, new_page
     alice.press("#name-input", "Enter")
     for page in (alice, bob):
         expect(page.locator("#members .member-name")).to_have_text(["alicia", "bob"])
-        expect(page.locator("#log li.sys.rename").last).to_contain_text("alice is now alicia")
+        expect(page.locator("#log li.sys.presence").last).to_contain_text("alice is now alicia")
     expect(alice.locator("#me-name")).to_have_text("alicia")
     assert alice.evaluate("localStorage.getItem('wsservice.name')") == "alicia"
 
@@ -130,3 +130,20 @@ def test_markup_in_messages_and_names_is_shown_as_text(server, room, new_page):
     bob.wait_for_timeout(300)
     assert mallory.dialogs == [] and bob.dialogs == []
     assert mallory.errors == [] and bob.errors == []
+
+
+def test_a_big_room_lists_its_members_page_by_page(service, new_page):
+    """
+    With more members than --presence-list, a newcomer sees the room's size,
+    the first page and itself, and "Show more" fetches the rest.
+    """
+    server = service("--presence-list", "2")
+    for name in ("ann", "ben", "cy"):
+        join(new_page(pageURL(server, "?room=big")), name)
+    dot = join(new_page(pageURL(server, "?room=big")), "dot")
+    expect(dot.locator("#member-count")).to_have_text("4")
+    expect(dot.locator("#members .member-name")).to_have_count(3)
+    expect(dot.locator("#more-members")).to_be_visible()
+    dot.click("#more-members")
+    expect(dot.locator("#members .member-name")).to_have_text(["ann", "ben", "cy", "dot"])
+    expect(dot.locator("#more-members")).to_be_hidden()

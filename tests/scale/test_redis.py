@@ -13,7 +13,7 @@ import threading
 
 import pytest
 
-from tests.support.wsclient import open_, recvJSON, recvUntil
+from tests.support.wsclient import open_, recvJSON, recvPresence, recvUntil
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -70,7 +70,7 @@ def test_messages_reach_every_member_on_every_node_once_in_one_order(nodes):
     a, b = nodes
     alice, bob = chat(a, "kitchen", "alice"), chat(b, "kitchen", "bob")
     carol = chat(a, "kitchen", "carol")
-    recvUntil(alice, "join")  # alice's own
+    recvPresence(alice, "joined", "carol")
     for i in range(10):
         say(alice if i % 2 else bob, f"m{i}")
     seen = [messages(ws, 10) for ws in (alice, bob, carol)]
@@ -95,9 +95,7 @@ def test_concurrent_senders_on_both_nodes_give_everyone_one_identical_stream(nod
     a, b = nodes
     people = [chat(a if i % 2 else b, "crowd", f"p{i}") for i in range(10)]
     last = people[-1]
-    joined = recvUntil(people[0], "join")
-    while joined["user"]["name"] != last.welcome["you"]:
-        joined = recvUntil(people[0], "join")
+    recvPresence(people[0], "joined", last.welcome["you"])
     threads = [threading.Thread(target=lambda ws=ws, i=i: [say(ws, f"p{i}-{n}") for n in range(20)])
                for i, ws in enumerate(people)]
     for t in threads:
@@ -159,13 +157,11 @@ def test_history_and_presence_are_the_same_on_every_node(nodes, redisServer):
     carol = chat(a, "hall", "carol")
     assert recvUntil(carol, "history")["messages"] == history
     assert {m["name"] for m in carol.welcome["members"]} == {"alice", "bob", "carol"}
-    joined = recvUntil(alice, "join")
-    while joined["user"]["name"] != "carol":
-        joined = recvUntil(alice, "join")
+    joined, _ = recvPresence(alice, "joined", "carol")
     assert joined["count"] == 3
     bob.close()
-    left = recvUntil(alice, "leave")
-    assert left["user"]["name"] == "bob" and left["count"] == 2
+    left, _ = recvPresence(alice, "left", "bob")
+    assert left["count"] == 2
     alice.close()
     carol.close()
 
@@ -177,14 +173,14 @@ def test_binary_frames_and_renames_cross_nodes(nodes):
     """
     a, b = nodes
     alice, bob = chat(a, "bin", "alice"), chat(b, "bin", "bob")
-    recvUntil(alice, "join")
+    recvPresence(alice, "joined", "bob")
     alice.send(b"\x00\xffraw")
     frame = bob.recv(timeout=10)
     while not isinstance(frame, bytes):
         frame = bob.recv(timeout=10)
     assert frame == b"\x00\xffraw"
     alice.send(json.dumps({"type": "rename", "name": "alicia"}))
-    assert recvUntil(bob, "rename")["message"] == "alice is now alicia"
+    assert recvPresence(bob, "renamed", "alicia")[0]["message"] == "alice is now alicia"
     carol = chat(b, "bin", "carol")
     assert {m["name"] for m in carol.welcome["members"]} == {"alicia", "bob", "carol"}
     for ws in (alice, bob, carol):
@@ -199,7 +195,7 @@ def test_a_joiner_sees_no_gap_and_no_repeat_between_history_and_live(nodes):
     """
     a, b = nodes
     talker = chat(a, "busy", "talker")
-    recvUntil(talker, "join")
+    recvPresence(talker, "joined", "talker")
     for i in range(30):
         say(talker, f"t{i}")
     messages(talker, 30)
@@ -214,7 +210,7 @@ def test_a_joiner_sees_no_gap_and_no_repeat_between_history_and_live(nodes):
     seen = [m["message"] for m in history]
     while "t59" not in seen:
         event = recvJSON(listener)
-        if event["type"] in ("message", "join"):
+        if event["type"] in ("message", "presence"):
             live.append(event)
             seen.append(event["message"])
     seqs = [e["seq"] for e in live]
@@ -233,13 +229,12 @@ def test_a_crashed_nodes_members_are_removed(nodes, redisServer):
     alice = chat(a, "crash", "alice")
     chat(b, "crash", "bob")
     chat(b, "lonely", "zoe")  # a room with no members on the surviving node
-    joined = recvUntil(alice, "join")
-    while joined["user"]["name"] != "bob":
-        joined = recvUntil(alice, "join")
+    recvPresence(alice, "joined", "bob")
     b.stop(signal.SIGKILL)
-    # heartbeat 0.5 s: TTL 1.5 s plus one sweep interval.
-    left = recvUntil(alice, "leave", timeout=5)
-    assert left["user"]["name"] == "bob" and left["reason"] == "node lost"
+    # heartbeat 0.5 s: TTL 1.5 s plus one sweep interval, plus the presence
+    # interval.
+    _, left = recvPresence(alice, "left", "bob", timeout=5)
+    assert left["reason"] == "node lost"
     carol = chat(a, "crash", "carol")
     assert {m["name"] for m in carol.welcome["members"]} == {"alice", "carol"}
     a.waitForLog(r"member \S+ of room lonely removed")
@@ -310,12 +305,10 @@ def test_a_gracefully_stopped_nodes_members_leave_at_once(nodes, redisServer):
     a, b = nodes
     alice = chat(a, "tidy", "alice")
     chat(b, "tidy", "bob")
-    joined = recvUntil(alice, "join")
-    while joined["user"]["name"] != "bob":
-        joined = recvUntil(alice, "join")
+    recvPresence(alice, "joined", "bob")
     assert b.stop(signal.SIGTERM) == 0
-    left = recvUntil(alice, "leave", timeout=5)
-    assert left["user"]["name"] == "bob" and "reason" not in left
+    _, left = recvPresence(alice, "left", "bob", timeout=5)
+    assert "reason" not in left
     members = redisServer.command("HGETALL", "wss:{tidy}:members")
     assert "bob" not in members and "alice" in members
     assert "Traceback" not in b.log()

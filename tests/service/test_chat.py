@@ -9,7 +9,7 @@ import json
 import re
 import urllib.request
 
-from tests.support.wsclient import open_, recvJSON, recvUntil
+from tests.support.wsclient import open_, recvJSON, recvPresence, recvUntil
 
 
 def roomsInMemory(service) -> float:
@@ -24,7 +24,7 @@ def test_newcomer_gets_members_then_history_then_live(serviceFactory):
     """
     service = serviceFactory("--history", "3")
     with open_(service.url("/den?name=ann"), "chat") as ann:
-        recvUntil(ann, "join")
+        recvPresence(ann, "joined", "ann")
         for n in range(5):
             ann.send(json.dumps({"message": f"m{n}"}))
             recvUntil(ann, "message")
@@ -35,7 +35,8 @@ def test_newcomer_gets_members_then_history_then_live(serviceFactory):
             history = recvJSON(bob)
             assert history["type"] == "history"
             assert [m["message"] for m in history["messages"]] == ["m2", "m3", "m4"]
-            assert recvJSON(bob)["type"] == "join"
+            presence = recvJSON(bob)
+            assert presence["type"] == "presence" and presence["joined"][0]["name"] == "bob"
             ann.send(json.dumps({"message": "live"}))
             assert recvUntil(bob, "message")["message"] == "live"
 
@@ -46,12 +47,12 @@ def test_history_zero_disables_history(serviceFactory):
     """
     service = serviceFactory("--history", "0")
     with open_(service.url("/h"), "chat") as a:
-        recvUntil(a, "join")
+        recvPresence(a, "joined")
         a.send("said before")
         recvUntil(a, "message")
         with open_(service.url("/h"), "chat") as b:
             assert recvJSON(b)["type"] == "welcome"
-            assert recvJSON(b)["type"] == "join"
+            assert recvJSON(b)["type"] == "presence"
 
 
 def test_every_event_has_a_strictly_increasing_seq_and_server_time(service):
@@ -85,11 +86,13 @@ def test_rename_and_member_count(service):
     with open_(service.url("/names"), "chat") as a, open_(service.url("/names"), "chat") as b:
         recvUntil(a, "welcome")
         recvUntil(b, "welcome")
+        recvPresence(b, "joined")
         a.send(json.dumps({"name": "  Zoë  ", "message": "hi"}))
-        rename = recvUntil(b, "rename")
-        assert rename["name"] == "" and rename["user"]["name"] == "Zoë" and rename["count"] == 2
         message = recvUntil(b, "message")
         assert (message["name"], message["message"]) == ("Zoë", "hi")
+        rename, entry = recvPresence(b, "renamed", "Zoë")
+        assert rename["name"] == "" and entry["previous"] == "anonymous" and rename["count"] == 2
+        assert rename["message"] == "anonymous is now Zoë"
 
 
 def test_rooms_are_freed_when_empty(serviceFactory):
@@ -100,10 +103,10 @@ def test_rooms_are_freed_when_empty(serviceFactory):
     service = serviceFactory()
     for n in range(30):
         with open_(service.url(f"/transient{n}"), "chat") as ws:
-            recvUntil(ws, "join")
+            recvPresence(ws, "joined")
     assert service.waitFor(lambda: sum(" code=1000 " in line for line in service.lines) == 30)
     with open_(service.url("/probe"), "chat") as ws:
-        recvUntil(ws, "join")
+        recvPresence(ws, "joined")
         assert roomsInMemory(service) == 1
 
 

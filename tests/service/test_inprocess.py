@@ -101,7 +101,7 @@ def test_open_connections_keep_nagle_off_and_no_handshake_leftovers():
     welcome = yield factory.nextMessage
     assert b'"you":"ada"' in welcome
     joined = yield factory.nextMessage
-    assert b'"type":"join"' in joined
+    assert b'"type":"presence"' in joined
     (server,) = service.factory.openProtocols
     sock = server.transport.getHandle()
     assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)

@@ -11,7 +11,7 @@ import urllib.request
 
 import pytest
 
-from tests.support.wsclient import closeCode, open_, recvJSON, recvUntil, refusal
+from tests.support.wsclient import closeCode, open_, recvJSON, recvPresence, recvUntil, refusal
 
 
 SERVICE_ARGS = ("--clock-interval", "0.2")
@@ -123,8 +123,7 @@ def test_chat_relays_to_everyone_in_the_room_and_no_one_else(service):
     ) as bob, open_(service.url("/garden"), "chat") as carol:
         for ws in (alice, bob, carol):
             assert recvJSON(ws)["message"] == "Connected!"
-        recvUntil(alice, "join")
-        recvUntil(alice, "join")  # bob's
+        recvPresence(alice, "joined")  # both, in one presence event
         alice.send(json.dumps({"name": "alice", "message": "dinner is ready"}))
         for ws in (alice, bob):
             event = recvUntil(ws, "message")
@@ -139,15 +138,16 @@ def test_chat_relays_to_everyone_in_the_room_and_no_one_else(service):
 
 def test_chat_join_and_leave_events_are_system_messages(service):
     """
-    Join and leave events reach the room as JSON objects with an empty name.
+    Joins and leaves reach the room as presence events with an empty name,
+    a message for people and the member count.
     """
     with open_(service.url("/hall?name=ann"), "chat") as ann:
-        recvUntil(ann, "join")
+        recvPresence(ann, "joined", "ann")
         with open_(service.url("/hall?name=ben"), "chat"):
-            joined = recvUntil(ann, "join")
-            assert joined["name"] == "" and joined["user"]["name"] == "ben"
+            joined, _ = recvPresence(ann, "joined", "ben")
+            assert joined["name"] == "" and joined["message"] == "ben joined"
             assert joined["count"] == 2
-        left = recvUntil(ann, "leave")
+        left, _ = recvPresence(ann, "left", "ben")
         assert left["name"] == "" and left["message"] == "ben left" and left["count"] == 1
 
 

@@ -64,3 +64,19 @@ def closeCode(ws: ClientConnection, timeout: float = TIMEOUT) -> tuple[int | Non
     except ConnectionClosed as e:
         received = e.rcvd
         return (received.code, received.reason) if received else (None, "")
+
+
+def recvPresence(ws: ClientConnection, change: str, name: str | None = None,
+                 timeout: float = TIMEOUT) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """
+    Skip events until a C{presence} event lists C{name} (anyone, if
+    C{None}) under C{change} (C{"joined"}, C{"left"} or C{"renamed"}); return
+    the event and the entry (C{None} when the event lists no names).
+    """
+    while True:
+        event = recvUntil(ws, "presence", timeout)
+        if name is None and event[f"{change}Count"]:
+            return event, (event[change] or [None])[0]
+        for entry in event[change]:
+            if entry.get("name") == name:
+                return event, entry

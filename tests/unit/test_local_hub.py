@@ -39,8 +39,8 @@ def test_publish_reaches_every_member_once_with_increasing_seq():
 
 def test_join_snapshot_has_history_members_and_seq():
     """
-    A joiner's snapshot holds recorded events only, the members before it,
-    and the last sequence number.
+    A joiner's snapshot holds recorded events only, the members (itself
+    included), the count and the last sequence number.
     """
     hub = makeHub(historySize=2)
     a = FakeConnection()
@@ -52,8 +52,8 @@ def test_join_snapshot_has_history_members_and_seq():
     hub.join("r", FakeConnection(), {"name": "b"}).addCallback(snapshot.append)
     (snap,) = snapshot
     assert [e["n"] for e in snap.history] == [1, 2]
-    assert snap.members == [{"name": "a"}]
-    assert snap.seq == 4
+    assert snap.members == [{"name": "a"}, {"name": "b"}]
+    assert (snap.seq, snap.count, snap.next) == (4, 2, None)
 
 
 def test_rooms_without_members_or_history_are_freed():

@@ -13,10 +13,10 @@ from twisted.internet.defer import Deferred, fail
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
-from wsservice.handlers.chat import nodeLostEvent
 from wsservice.interfaces import IRoomHub
 from wsservice.rooms.redis.hub import RedisRoomHub
 from wsservice.rooms.redis.wire import BrokerAddress, Keys
+from wsservice.rooms.redis import scripts
 from wsservice.rooms.redis.link import RedisLink
 
 
@@ -104,7 +104,7 @@ def makeHub(clock: Clock, queueSize: int = 3) -> RedisRoomHub:
     """
     return RedisRoomHub(
         clock, lambda payload, isBinary: payload, lambda address: DownEndpoint(),
-        BrokerAddress(), departed=nodeLostEvent, historySize=2, queueSize=queueSize,
+        BrokerAddress(), historySize=2, queueSize=queueSize,
     )
 
 
@@ -134,7 +134,8 @@ def test_without_redis_rooms_work_locally_and_queue_a_bounded_backlog():
     assert [e["seq"] for e in alice.got] == [1, 2, 3, 4]
     assert snapshots[1].seq == 4
     assert [e["message"] for e in snapshots[1].history] == ["m2", "m3"]
-    assert snapshots[1].members == [{"name": "alice"}]
+    assert snapshots[1].members == [{"name": "alice"}, {"name": "bob"}]
+    assert (snapshots[1].count, snapshots[1].next) == (2, None)
     assert hub.members("room") == [{"name": "alice"}, {"name": "bob"}]
     assert hub.queuedCount() == 3 and hub.droppedWhileDown == 1
     hub.leave("room", alice)
@@ -191,12 +192,27 @@ class Link:
         self.protocol = protocol
 
 
-def event(seq: int, message: str, origin: str = "othernode") -> str:
+def event(seq: int, message: str, origin: str = "othernode") -> bytes:
     """
     A recorded event as it arrives on a room's channel.
     """
     body = json.dumps({"type": "message", "message": message, "room": "r", "seq": seq})
-    return f"e {seq} 1 {origin} 0\n{body}"
+    return f"e {seq} 1 {origin} 0\n{body}".encode()
+
+
+def connectedHub(clock: Clock):
+    """
+    A hub on fake connections, connected: its ping channel confirmed.
+    """
+    commands, subscriber = FakeCommands(), FakeSubscriber()
+    hub = makeHub(clock)
+    hub._commands, hub._subscriber = Link(commands), Link(subscriber)
+    hub._linkUp()
+    ping, confirm = subscriber.subscribing.pop(0)
+    assert ping.endswith(f"node:{hub.node}:ping")
+    confirm.callback(["subscribe", ping, 1])
+    assert hub.brokerState() == "connected"
+    return hub, commands, subscriber
 
 
 def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
@@ -204,26 +220,23 @@ def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
     Live events that race the joiner's snapshot are buffered; those at or
     below the snapshot's seq are dropped, even when they arrive after it.
     """
-    from wsservice.rooms.redis import scripts
-
-    clock, commands, subscriber = Clock(), FakeCommands(), FakeSubscriber()
-    hub = makeHub(clock)
-    hub._commands, hub._subscriber = Link(commands), Link(subscriber)
-    hub._linkUp()
-    assert hub.brokerState() == "connected"
+    clock = Clock()
+    hub, commands, subscriber = connectedHub(clock)
     member, snapshots = Member(), []
     hub.join("r", member, {"name": "m"}).addCallback(snapshots.append)
     channel, confirm = subscriber.subscribing[0]
     assert not [c for c in commands.calls if c[0] == scripts.JOIN]  # not before SUBSCRIBE is confirmed
     confirm.callback(["subscribe", channel, 1])
     join = [c for c in commands.calls if c[0] == scripts.JOIN][0]
-    hub._received(channel, event(5, "five"))
-    hub._received(channel, event(6, "six"))
+    hub._received(channel.encode(), event(5, "five"))
+    hub._received(channel.encode(), event(6, "six"))
     assert member.got == [] and snapshots == []
-    join[3].callback([5, [json.dumps({"message": "five", "seq": 5})], []])
+    join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, b"0",
+                      [b"node/1", b'{"name":"m"}']])
     assert snapshots[0].seq == 5 and [e["message"] for e in snapshots[0].history] == ["five"]
-    hub._received(channel, event(4, "late four"))
-    hub._received(channel, event(7, "seven"))
+    assert snapshots[0].members == [{"name": "m"}] and snapshots[0].count == 1
+    hub._received(channel.encode(), event(4, "late four"))
+    hub._received(channel.encode(), event(7, "seven"))
     assert [e["seq"] for e in member.got] == [6, 7]
 
 
@@ -232,12 +245,8 @@ def test_node_unsubscribes_when_its_last_member_leaves():
     A node stays subscribed to a room while it has members there and
     unsubscribes when the last one leaves, removing it from Redis presence.
     """
-    from wsservice.rooms.redis import scripts
-
-    clock, commands, subscriber = Clock(), FakeCommands(), FakeSubscriber()
-    hub = makeHub(clock)
-    hub._commands, hub._subscriber = Link(commands), Link(subscriber)
-    hub._linkUp()
+    clock = Clock()
+    hub, commands, subscriber = connectedHub(clock)
     first, second = Member(), Member()
     hub.join("r", first, {"name": "a"})
     channel, confirm = subscriber.subscribing[0]
@@ -248,6 +257,6 @@ def test_node_unsubscribes_when_its_last_member_leaves():
     assert subscriber.unsubscribed == []
     hub.leave("r", second)
     assert subscriber.unsubscribed == [channel]
-    removals = [c for c in commands.calls if c[0] == scripts.PRESENCE and c[2][1] == ""]
+    removals = [c for c in commands.commands if c[0] == "HDEL"]
     assert len(removals) == 2
     assert ("SREM", hub._keys.nodeRooms(hub.node), "r") in commands.commands

@@ -9,28 +9,33 @@ import pytest
 
 from wsservice.rooms.redis.wire import (
     BinaryMessage,
-    EventMessage,
-    PresenceMessage,
+    EventBatch,
     decodeChannelMessage,
     encodeBinaryMessage,
 )
 
 
-def test_each_kind_of_channel_message_is_read_back():
+def test_a_batch_of_events_is_read_back_with_its_seqs_and_flags():
     """
-    Event, binary and presence lines decode into their fields.
+    An event line carries one turn's events, with consecutive seqs from the
+    first and a flag digit each (odd: recorded).
     """
-    assert decodeChannelMessage('e 12 1 nodeA 0\n{"seq":12}') == EventMessage(
-        12, True, "nodeA", False, b'{"seq":12}')
+    batch = decodeChannelMessage(b'e 12 102 nodeA 0\n{"seq":12}\n{"seq":13}\n{"seq":14}')
+    assert isinstance(batch, EventBatch) and batch.origin == b"nodeA" and not batch.replayed
+    assert batch.events() == [(12, True, b'{"seq":12}'), (13, False, b'{"seq":13}'),
+                              (14, False, b'{"seq":14}')]
+
+
+def test_a_binary_message_is_read_back():
+    """
+    Binary messages travel as base64 and come back as the same bytes.
+    """
     assert decodeChannelMessage(encodeBinaryMessage("nodeB", True, b"\x00\xff")) == BinaryMessage(
-        "nodeB", True, b"\x00\xff")
-    joined = decodeChannelMessage('p nodeC/4\n{"name":"x"}')
-    assert joined == PresenceMessage("nodeC/4", {"name": "x"}) and joined.node == "nodeC"
-    assert decodeChannelMessage("p nodeC/4\n") == PresenceMessage("nodeC/4", None)
+        b"nodeB", True, b"\x00\xff")
 
 
-@pytest.mark.parametrize("text", ["", "x 1", "e 1 1 n", "e one 1 n 0\n{}", "b n 0\n!!!",
-                                  "p a b\n{}", "p f\n{not json"])
+@pytest.mark.parametrize("text", [b"", b"x 1", b"e 1 1 n", b"e one 1 n 0\n{}", b"b n 0\n!!!",
+                                  b"e 1 11 n 0\n{}", b"e 1 x n 0\n{}", b"p a\n{}"])
 def test_anything_else_is_a_value_error(text):
     """
     A malformed channel message raises ValueError, which the hub logs.

@@ -40,7 +40,8 @@ def test_history_keeps_the_newest_within_count_and_bytes():
 
 def test_a_snapshot_decodes_its_frames_on_request():
     """
-    A snapshot's history is its frames, decoded, oldest first.
+    A snapshot's history and members are its frames, decoded, in order.
     """
-    snapshot = RoomSnapshot(frames=[b'{"seq":1}', b'{"seq":2}'], members=[], seq=2)
+    snapshot = RoomSnapshot([b'{"id":"c1"}'], None, 1, 1, frames=[b'{"seq":1}', b'{"seq":2}'], seq=2)
     assert [e["seq"] for e in snapshot.history] == [1, 2]
+    assert snapshot.members == [{"id": "c1"}]

@@ -33,7 +33,7 @@ def event(seq: int) -> bytes:
 def join(view: NodeRoom, member: Member, seq: int) -> list[RoomSnapshot]:
     snapshots: list[RoomSnapshot] = []
     result: Deferred = Deferred().addCallback(snapshots.append)
-    view.activate(member, RoomSnapshot([], [], seq), result)
+    view.activate(member, RoomSnapshot([], None, 0, 0, seq=seq), result)
     return snapshots
 
 

@@ -16,6 +16,8 @@ Client to server (text frames)::
     {"name": "alice", "message": "hi"}   a message; "name" also renames
     {"message": "hi"}                    a message under the current name
     {"type": "rename", "name": "bob"}    change name (also "join")
+    {"type": "members", "after": "100"}  the next page of members, after the
+                                         cursor a welcome or page gave
     hello there                          any text that is not a JSON object
                                          is a message with that text
     <binary frame>                       relayed to the room as binary
@@ -23,22 +25,30 @@ Client to server (text frames)::
 Server to client::
 
     {"type": "welcome", "name": "", "message": "Connected!", "room": "kitchen",
-     "id": "c7", "you": "alice", "seq": 41,
-     "members": [{"id": "c3", "name": "bob"}, {"id": "c7", "name": "alice"}]}
-        first, to the newcomer only; "seq" is the room's last sequence number;
-        "count" is the room's size.  Above --presence-limit members, "members"
-        lists only the most recent ones and joins and leaves are not
-        announced (each announcement goes to the whole room).
+     "id": "c7", "you": "alice", "seq": 41, "count": 2, "users": 2,
+     "members": [{"id": "c3", "name": "bob"}, {"id": "c7", "name": "alice"}],
+     "next": null}
+        first, to the newcomer only: "seq" is the room's last sequence number,
+        "count" its members (connections), "users" the distinct people among
+        them; "members" is the first page of at most --presence-list members,
+        and "next" the cursor of the next page (null: that was all)
 
     {"type": "history", "name": "", "message": "", "room": "kitchen",
      "messages": [<message events, oldest first>]}
         second, to the newcomer only, when the room has history
 
-    {"type": "join", "name": "", "message": "alice joined", "room": "kitchen",
-     "seq": 42, "time": "2026-11-23T18:44:48.123Z",
-     "user": {"id": "c7", "name": "alice"}, "count": 2}
-        also "leave" ("alice left") and "rename" ("alice is now bob", with
-        "previous": "alice")
+    {"type": "presence", "name": "", "message": "alice and bob joined",
+     "joined": [{"id": "c7", "name": "alice"}, {"id": "c8", "name": "bob"}],
+     "joinedCount": 2, "left": [], "leftCount": 0,
+     "renamed": [{"id": "c3", "name": "al", "previous": "albert"}], "renamedCount": 1,
+     "count": 3, "users": 3, "room": "kitchen", "seq": 42, "time": "2026-11-23T18:44:48.123Z"}
+        the room's joins, leaves and renames of the last --presence-interval,
+        in one event; each list holds at most --presence-list entries, and
+        above --presence-limit members the lists are empty (counts only)
+
+    {"type": "members", "name": "", "message": "", "room": "kitchen",
+     "members": [...], "next": "200", "count": 2503, "users": 2503}
+        a page of members, to the one who asked
 
     {"type": "message", "name": "alice", "message": "hi", "id": "c7",
      "room": "kitchen", "seq": 43, "time": "2026-11-23T18:44:49.001Z"}
@@ -51,7 +61,7 @@ from __future__ import annotations
 
 import json
 import unicodedata
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import unquote
 
 from twisted.plugin import IPlugin
@@ -91,16 +101,6 @@ def cleanName(raw: Any, limit: int) -> str:
     return name or ANONYMOUS
 
 
-def nodeLostEvent(info: Mapping[str, Any]) -> dict[str, Any]:
-    """
-    The leave event the rooms publish for a member whose process stopped
-    answering (C{--broker}), from its presence.
-    """
-    name = info.get("name", "")
-    return {"type": "leave", "name": "", "message": f"{name} left",
-            "user": dict(info), "reason": "node lost"}
-
-
 class ChatError(ValueError):
     """
     A client message that cannot be understood; the text goes back to the
@@ -123,7 +123,6 @@ class ChatHandler:
         "_rooms",
         "_log",
         "_nameLimit",
-        "_presenceLimit",
         "_room",
         "_name",
         "_joined",
@@ -136,7 +135,6 @@ class ChatHandler:
         self._rooms = context.rooms
         self._log = context.log
         self._nameLimit = context.settings.maxNameLength
-        self._presenceLimit = context.settings.presenceLimit
         self._room = roomFromPath(connection.request.path)
         query = connection.request.query.get("name", ())
         self._name = cleanName(query[0] if query else "", self._nameLimit)
@@ -149,6 +147,16 @@ class ChatHandler:
 
     def _send(self, event: dict[str, Any]) -> None:
         self._connection.sendText(encodeJSON(event).decode("utf-8"))
+
+    def _sendWith(self, event: dict[str, Any], **frames: list[bytes]) -> None:
+        """
+        Send C{event} with JSON arrays spliced in from C{frames}, the bytes
+        the room keeps, without decoding and encoding them again.
+        """
+        head = encodeJSON(event)[:-1]
+        for key, items in frames.items():
+            head += b',"%s":[%s]' % (key.encode("ascii"), b",".join(items))
+        self._connection.sendText((head + b"}").decode("utf-8"))
 
     def onOpen(self) -> None:
         if len(self._room) > MAX_ROOM_LENGTH:
@@ -170,12 +178,7 @@ class ChatHandler:
             self._rooms.leave(self._room, self._connection)
             return
         self._joined = True
-        members = [*snapshot.members, self._me()]
-        count = len(members)
-        crowded = self._crowded(count)
-        if crowded:
-            members = members[-self._presenceLimit:]
-        self._send(
+        self._sendWith(
             {
                 "type": "welcome",
                 "name": "",
@@ -184,38 +187,19 @@ class ChatHandler:
                 "id": self._connection.id,
                 "you": self._name,
                 "seq": snapshot.seq,
-                "members": members,
-                "count": count,
-            }
+                "count": snapshot.count,
+                "users": snapshot.users,
+                "next": snapshot.next,
+            },
+            members=list(snapshot.memberFrames),
         )
         if snapshot.frames:
-            # The recorded events go out as the bytes the room keeps, without
-            # being decoded and encoded again.
-            head = encodeJSON({"type": "history", "name": "", "message": "", "room": self._room})
-            self._connection.sendText(
-                (head[:-1] + b',"messages":[' + b",".join(snapshot.frames) + b"]}").decode("utf-8")
-            )
-        if not crowded:
-            self._announce("join", f"{self._name} joined")
+            self._sendWith({"type": "history", "name": "", "message": "", "room": self._room},
+                           messages=list(snapshot.frames))
+        self._rooms.announce(self._room, "joined", self._me())
         early, self._early = self._early, None
         for payload, isBinary in early or ():
             self.onMessage(payload, isBinary)
-
-    def _crowded(self, count: int) -> bool:
-        return 0 < self._presenceLimit < count
-
-    def _announce(self, kind: str, message: str, **extra: Any) -> None:
-        self._rooms.publish(
-            self._room,
-            {
-                "type": kind,
-                "name": "",
-                "message": message,
-                "user": self._me(),
-                "count": len(self._rooms.members(self._room)),
-                **extra,
-            },
-        )
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if not self._joined:
@@ -240,6 +224,9 @@ class ChatHandler:
             self._say(text)
             return
         kind = request.get("type", "message")
+        if kind == "members":
+            self._members(request.get("after"))
+            return
         if "name" in request:
             if not isinstance(request["name"], str):
                 raise ChatError("name must be a string")
@@ -255,6 +242,23 @@ class ChatHandler:
             raise ChatError('a message needs "message": a string')
         self._say(message)
 
+    def _members(self, after: Any) -> None:
+        if after is not None and not isinstance(after, str):
+            raise ChatError('"after" must be the "next" cursor of a welcome or members page')
+
+        def page(result: Any) -> None:
+            self._sendWith(
+                {"type": "members", "name": "", "message": "", "room": self._room,
+                 "next": result.next, "count": result.count, "users": result.users},
+                members=list(result.memberFrames),
+            )
+
+        def failed(failure: Any) -> None:
+            self._log.failure("member page failed on {id}", failure, id=self._connection.id)
+            self._send({"type": "error", "name": "", "message": "the member list is not available now"})
+
+        self._rooms.memberPage(self._room, after).addCallbacks(page, failed)
+
     def _say(self, message: str) -> None:
         self._rooms.publish(
             self._room,
@@ -268,7 +272,7 @@ class ChatHandler:
             return
         previous, self._name = self._name, name
         self._rooms.update(self._room, self._connection, self._me())
-        self._announce("rename", f"{previous} is now {name}", previous=previous)
+        self._rooms.announce(self._room, "renamed", {**self._me(), "previous": previous})
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         self._gone = True
@@ -276,5 +280,4 @@ class ChatHandler:
             return
         self._joined = False
         self._rooms.leave(self._room, self._connection)
-        if not self._crowded(len(self._rooms.members(self._room)) + 1):
-            self._announce("leave", f"{self._name} left")
+        self._rooms.announce(self._room, "left", self._me())

@@ -39,6 +39,13 @@ def encodeEvent(event: Mapping[str, Any], room: str, time: str) -> bytes:
     return encodeJSON(stamped)
 
 
+def withFields(body: bytes, fields: bytes) -> bytes:
+    """
+    The event L{encodeEvent} made, with more fields (C{b'"count":3'}).
+    """
+    return b"%s,%s}" % (body[:-1], fields)
+
+
 def withSeq(body: bytes, seq: int) -> bytes:
     """
     The event L{encodeEvent} made, with its sequence number.
@@ -47,19 +54,40 @@ def withSeq(body: bytes, seq: int) -> bytes:
 
 
 @dataclass(frozen=True)
-class RoomSnapshot:
+class MemberPage:
     """
-    What a joiner learns about a room before live events reach it.
+    One page of a room's members.
+
+    @ivar memberFrames: the members' presence dicts as compact JSON.
+    @ivar next: the cursor of the next page, or C{None} after the last.
+    @ivar count: how many members (connections) the room has.
+    @ivar users: how many distinct users they are.
+    """
+
+    memberFrames: Sequence[bytes]
+    next: str | None
+    count: int
+    users: int
+
+    @property
+    def members(self) -> list[dict[str, Any]]:
+        return [json.loads(frame) for frame in self.memberFrames]
+
+
+@dataclass(frozen=True)
+class RoomSnapshot(MemberPage):
+    """
+    What a joiner learns about a room before live events reach it: the
+    first page of members (itself included when it fits), the history and
+    the seq.
 
     @ivar frames: the room's recorded events, oldest first, exactly as
         members received them.
-    @ivar members: the presence dicts of the members before the joiner.
     @ivar seq: the room's last sequence number.
     """
 
-    frames: Sequence[bytes]
-    members: list[dict[str, Any]]
-    seq: int
+    frames: Sequence[bytes] = ()
+    seq: int = 0
 
     @property
     def history(self) -> list[dict[str, Any]]:

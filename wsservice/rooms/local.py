@@ -6,6 +6,7 @@ and bounded history for rooms whose members all live in this process.
 from __future__ import annotations
 
 from collections import OrderedDict
+from itertools import islice
 from typing import Any, Callable, Mapping
 
 from twisted.internet.defer import Deferred, succeed
@@ -13,17 +14,30 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from wsservice.interfaces import IRoomCounts, IRoomHub, IRoomMember
-from wsservice.rooms.events import History, Prepare, RoomSnapshot, encodeEvent, withSeq
+from wsservice.rooms.events import (
+    History,
+    MemberPage,
+    Prepare,
+    RoomSnapshot,
+    encodeEvent,
+    encodeJSON,
+    withSeq,
+)
+from wsservice.rooms.presence import PresenceChanges
 from wsservice.timefmt import isoUTC
 
 
 class _Room:
-    __slots__ = ("members", "history", "seq")
+    __slots__ = ("members", "encoded", "history", "seq", "presence")
 
     def __init__(self, history: History) -> None:
         self.members: dict[IRoomMember, dict[str, Any]] = {}
+        # Each member's presence as JSON, encoded once: a page of members is
+        # a join of these, whatever the room's size.
+        self.encoded: dict[IRoomMember, bytes] = {}
         self.history = history
         self.seq = 0
+        self.presence: PresenceChanges | None = None
 
 
 @implementer(IRoomHub, IRoomCounts)
@@ -37,6 +51,10 @@ class RoomHub:
     keep their history only while they are among the C{maxIdleRooms} most
     recently used, so memory does not grow with the number of rooms ever
     used.
+
+    Members come in pages of C{pageSize}; presence changes are announced
+    once per C{presenceInterval} seconds per room, with their lists empty
+    in rooms above C{crowdLimit} members (L{wsservice.rooms.presence}).
     """
 
     def __init__(
@@ -47,6 +65,9 @@ class RoomHub:
         historyBytes: int = 1024 * 1024,
         maxIdleRooms: int = 1000,
         delivered: Callable[[int, int], None] = lambda size, count: None,
+        pageSize: int = 100,
+        presenceInterval: float = 0.25,
+        crowdLimit: int = 1000,
     ) -> None:
         self._clock = clock
         self._prepare = prepare
@@ -54,6 +75,9 @@ class RoomHub:
         self._historyBytes = historyBytes
         self._maxIdleRooms = maxIdleRooms
         self._delivered = delivered
+        self._pageSize = pageSize
+        self._presenceInterval = presenceInterval
+        self._crowdLimit = crowdLimit
         self._rooms: dict[str, _Room] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
 
@@ -64,27 +88,29 @@ class RoomHub:
         self._idle.pop(name, None)
         return room
 
+    # -- membership ---------------------------------------------------------
+
     def join(
         self, room: str, member: IRoomMember, info: Mapping[str, Any]
     ) -> Deferred[RoomSnapshot]:
         state = self._room(room)
-        snapshot = RoomSnapshot(
-            frames=state.history.frames(),
-            members=list(state.members.values()),
-            seq=state.seq,
-        )
         state.members[member] = dict(info)
-        return succeed(snapshot)
+        state.encoded[member] = encodeJSON(info)
+        page = self._page(state, 0)
+        return succeed(RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
+                                    frames=state.history.frames(), seq=state.seq))
 
     def update(self, room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
         state = self._rooms.get(room)
         if state is not None and member in state.members:
             state.members[member] = dict(info)
+            state.encoded[member] = encodeJSON(info)
 
     def leave(self, room: str, member: IRoomMember) -> None:
         state = self._rooms.get(room)
         if state is None or state.members.pop(member, None) is None:
             return
+        del state.encoded[member]
         if not state.members:
             self._retire(room, state)
 
@@ -96,6 +122,60 @@ class RoomHub:
         while len(self._idle) > self._maxIdleRooms:
             oldest, _ = self._idle.popitem(last=False)
             del self._rooms[oldest]
+
+    def members(self, room: str) -> list[dict[str, Any]]:
+        state = self._rooms.get(room)
+        return list(state.members.values()) if state else []
+
+    def memberPage(self, room: str, after: str | None = None) -> Deferred[MemberPage]:
+        """
+        A page of members; the cursor is an offset, so a member who leaves
+        while a client pages may move one of the rest onto a page it has
+        already read (listed twice, never missed).
+        """
+        state = self._rooms.get(room)
+        if state is None:
+            return succeed(MemberPage((), None, 0, 0))
+        try:
+            offset = max(0, int(after or 0))
+        except ValueError:
+            offset = 0
+        return succeed(self._page(state, offset))
+
+    def _page(self, state: _Room, offset: int) -> MemberPage:
+        count = len(state.members)
+        frames = list(islice(state.encoded.values(), offset, offset + self._pageSize))
+        end = offset + len(frames)
+        return MemberPage(frames, str(end) if end < count else None, count, count)
+
+    def roomCount(self) -> int:
+        """
+        How many rooms are held in memory, with members or history.
+        """
+        return len(self._rooms)
+
+    # -- presence -----------------------------------------------------------
+
+    def announce(self, room: str, change: str, info: Mapping[str, Any]) -> None:
+        state = self._rooms.get(room)
+        if state is None:
+            return
+        if state.presence is None:
+            state.presence = PresenceChanges()
+            state.presence.timer = self._clock.callLater(
+                self._presenceInterval, self._announceNow, room, state)
+        state.presence.add(change, info)
+
+    def _announceNow(self, room: str, state: _Room) -> None:
+        changes, state.presence = state.presence, None
+        if self._rooms.get(room) is not state or not state.members or not changes:
+            return
+        count = len(state.members)
+        event = changes.event(self._pageSize, count > self._crowdLimit)
+        event.update(count=count, users=count)
+        self.publish(room, event)
+
+    # -- events -------------------------------------------------------------
 
     def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
         state = self._rooms.get(room)
@@ -119,13 +199,3 @@ class RoomHub:
         for member in members:
             member.deliver(prepared)
         self._delivered(len(payload), len(members))
-
-    def members(self, room: str) -> list[dict[str, Any]]:
-        state = self._rooms.get(room)
-        return list(state.members.values()) if state else []
-
-    def roomCount(self) -> int:
-        """
-        How many rooms are held in memory, with members or history.
-        """
-        return len(self._rooms)

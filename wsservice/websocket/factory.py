@@ -95,7 +95,12 @@ class ServiceFactory(WebSocketServerFactory):
         settings: ProtocolSettings,
         metrics: ServiceMetrics,
         clock: IReactorTime,
+        idPrefix: str = "",
     ) -> None:
+        """
+        @param idPrefix: what every connection id starts with (unique per
+            process when rooms span processes).
+        """
         super().__init__()
         deferDebugFormatting()
         self.registry = registry
@@ -107,6 +112,7 @@ class ServiceFactory(WebSocketServerFactory):
         self.openProtocols: set[ServiceProtocol] = set()
         self.writes = WriteScheduler(clock)
         self._connections = 0
+        self._idPrefix = idPrefix
         self._allClosed: list[Deferred[None]] = []
         self._handlerLogs: dict[str, Logger] = {}
         self.setProtocolOptions(**protocolOptions(settings))
@@ -115,9 +121,10 @@ class ServiceFactory(WebSocketServerFactory):
     def newConnectionId(self) -> str:
         """
         A short identifier, unique within this factory: C{c1}, C{c2}, ...
+        after the prefix.
         """
         self._connections += 1
-        return f"c{self._connections}"
+        return f"{self._idPrefix}c{self._connections}"
 
     def handlerLog(self, subprotocol: str) -> Logger:
         """

@@ -8,37 +8,51 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections import OrderedDict, deque
+from collections import deque
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from wsservice.interfaces import IBrokerStatus, IRoomCounts, IRoomHub, IRoomMember
-from wsservice.rooms.events import History, Prepare, RoomSnapshot, encodeEvent
+from wsservice.process import atMost
+from wsservice.rooms.events import (
+    History,
+    MemberPage,
+    Prepare,
+    RoomSnapshot,
+    encodeEvent,
+    encodeJSON,
+    withFields,
+)
+from wsservice.rooms.presence import PresenceChanges
 from wsservice.rooms.redis import scripts
 from wsservice.rooms.redis.link import RedisLink
 from wsservice.rooms.redis.view import NodeRoom
 from wsservice.rooms.redis.wire import (
     BinaryMessage,
     BrokerAddress,
-    EventMessage,
+    EventBatch,
     Keys,
-    PresenceMessage,
     decodeChannelMessage,
     encodeBinaryMessage,
-    encodeInfo,
-    pairs,
 )
 from wsservice.timefmt import isoUTC
 
 CONNECTED = "connected"
 DISCONNECTED = "disconnected"
+
+#: Flags of an event in a publish: kept in the history; given the room's counts.
+RECORD, COUNTED = 1, 2
+
+#: Heartbeats without our own ping coming back before the subscription is
+#: taken for dead.
+PING_GRACE = 3
 
 
 @implementer(IRoomHub, IRoomCounts, IBrokerStatus)
@@ -46,6 +60,11 @@ class RedisRoomHub(Service):
     """
     L{IRoomHub} across nodes through Redis; a service, because it owns
     connections and a heartbeat.
+
+    Everything this node publishes in one reactor turn leaves at its end:
+    each room's events as one script call and one channel message, so a
+    receiving node delivers them in one turn too, and its writes coalesce
+    as for local publishes.
     """
 
     _log = Logger()
@@ -56,22 +75,27 @@ class RedisRoomHub(Service):
         prepare: Prepare,
         connect: Callable[[Any], Any],
         address: BrokerAddress,
-        departed: Callable[[Mapping[str, Any]], dict[str, Any]],
         historySize: int = 50,
         historyBytes: int = 1024 * 1024,
         queueSize: int = 1000,
         delivered: Callable[[int, int], None] = lambda size, count: None,
         drainTimeout: float = 10.0,
+        pageSize: int = 100,
+        presenceInterval: float = 0.25,
+        crowdLimit: int = 1000,
     ) -> None:
         """
-        @param departed: the event to publish for a member whose node
-            stopped sending heartbeats, from its presence.
         @param connect: makes the client endpoint for C{address}
             (C{lambda address: TCP4ClientEndpoint(reactor, ...)}).
         @param queueSize: publishes kept while Redis is unreachable; the
             oldest are dropped beyond it.
         @param drainTimeout: on stop, how long to wait for local members to
             leave (their leave events still go out) before leaving Redis.
+        @param pageSize: members per page; presence lists at most this many.
+        @param presenceInterval: seconds over which a room's presence
+            changes on this node are gathered into one event.
+        @param crowdLimit: rooms above this many members get presence
+            events without names.
         """
         self._clock = clock
         self._prepare = prepare
@@ -81,19 +105,25 @@ class RedisRoomHub(Service):
         self._historySize = historySize
         self._historyBytes = historyBytes
         self._delivered = delivered
-        self._departed = departed
         self._drainTimeout = drainTimeout
+        self._pageSize = pageSize
+        self._presenceInterval = presenceInterval
+        self._crowdLimit = crowdLimit
         self.node = uuid.uuid4().hex[:12]
+        self._pingChannel = self._keys.pingChannel(self.node).encode("utf-8")
         self._fieldCounter = 0
         self._rooms: dict[str, NodeRoom] = {}
-        self._vacated: OrderedDict[str, list[dict[str, Any]]] = OrderedDict()
-        self._maxVacated = 1000
-        self._queue: deque[tuple[str, str, Any, bool]] = deque(maxlen=queueSize)
+        self._presence: dict[str, PresenceChanges] = {}
+        self._outbox: dict[str, list[tuple[str, bytes, int]]] = {}
+        self._flush: IDelayedCall | None = None
+        self._queue: deque[tuple[str, str, bytes, int]] = deque(maxlen=queueSize)
         self.droppedWhileDown = 0
         self._state = DISCONNECTED
         self._syncing = False
         self._generation = 0
         self._announcedDown = False
+        self._lastPing = 0.0
+        self._pingsMissed = 0
         self._idle: list[Deferred[None]] = []
         self._commands: RedisLink | None = None
         self._subscriber: RedisLink | None = None
@@ -103,10 +133,14 @@ class RedisRoomHub(Service):
 
     def brokerState(self) -> str:
         """
-        C{"connected"} while rooms span nodes through Redis, else
-        C{"disconnected"} (rooms work on this node alone meanwhile).
+        C{"connected"} while rooms span nodes through Redis and this node's
+        subscription is known to deliver (its own ping came back within
+        L{PING_GRACE} heartbeats), else C{"disconnected"} (rooms work on
+        this node alone meanwhile).
         """
-        return self._state
+        if self._state == CONNECTED and self._pingsMissed < PING_GRACE:
+            return CONNECTED
+        return DISCONNECTED
 
     def queuedCount(self) -> int:
         """
@@ -130,17 +164,19 @@ class RedisRoomHub(Service):
         endpoint = self._connect(self.address)
 
         class _Subscriber(SubscriberProtocol):
-            def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
+            def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
                 hub._received(channel, message)
 
         db = self.address.db
+        # Bytes in and out (charset=None): frames go from Redis to members as
+        # they came, never decoded and encoded again.
         self._commands = RedisLink(
             self._clock, endpoint,
-            lambda: RedisProtocol(dbid=db, convertNumbers=False, replyTimeout=10),
+            lambda: RedisProtocol(charset=None, dbid=db, convertNumbers=False, replyTimeout=10),
             lambda p: self._linkUp(), self._linkDown)
         self._subscriber = RedisLink(
             self._clock, endpoint,
-            lambda: _Subscriber(convertNumbers=False),
+            lambda: _Subscriber(charset=None, convertNumbers=False),
             lambda p: self._linkUp(), self._linkDown)
         self._commands.start()
         self._subscriber.start()
@@ -152,39 +188,35 @@ class RedisRoomHub(Service):
         super().stopService()
         # The heartbeat goes on while members leave, so other nodes do not
         # reap them as lost in the meantime.
-        d: Deferred[None] = Deferred()
-        timer = self._clock.callLater(self._drainTimeout, lambda: d.called or d.callback(None))
-        if not self._rooms:
-            timer.cancel()
-            d.callback(None)
+        idle: Deferred[None] = Deferred()
+        if self._rooms:
+            self._idle.append(idle)
         else:
-            self._idle.append(d)
-            d.addCallback(lambda _: timer.cancel() if timer.active() else None)
-        d.addCallback(lambda _: self._goodbye())
-        return d
+            idle.callback(None)
+        return atMost(self._clock, self._drainTimeout, idle).addCallback(lambda _: self._goodbye())
 
     def _goodbye(self) -> Deferred[Any]:
         """
-        Leave Redis: remove this node's members (if any are still here) and
-        its liveness key, wait for Redis to confirm (at most the reply
-        timeout), then close both connections.
+        Leave Redis: send what waits for the end of the turn, remove this
+        node's members (if any are still here) and its liveness key, wait
+        for Redis to confirm (at most the reply timeout), then close both
+        connections.
         """
         if self._heartbeat is not None and self._heartbeat.running:
             self._heartbeat.stop()
+        for room in list(self._presence):
+            self._announceNow(room)
+        self._flushOutbox()
         commands = self._cmd()
         self._state = DISCONNECTED
         sent: list[Deferred[Any]] = []
         if commands is not None:
             for room, state in self._rooms.items():
-                for f in state.fields.values():
-                    sent.append(self._eval(commands, scripts.PRESENCE,
-                                           [self._keys.members(room), self._keys.channel(room)],
-                                           [f, ""]))
-            try:
-                sent.append(commands.execute_command("ZREM", self._keys.nodes, self.node))
-                sent.append(commands.execute_command("DEL", self._keys.nodeRooms(self.node)))
-            except Exception:
-                pass
+                if state.fields:
+                    sent.append(self._command(commands, "HDEL", self._keys.members(room),
+                                              *state.fields.values()))
+            sent.append(self._command(commands, "ZREM", self._keys.nodes, self.node))
+            sent.append(self._command(commands, "DEL", self._keys.nodeRooms(self.node)))
 
         def close(_: Any) -> Deferred[Any]:
             links = [link.stop() for link in (self._commands, self._subscriber)
@@ -201,6 +233,12 @@ class RedisRoomHub(Service):
     def _sub(self) -> Any:
         return self._subscriber.protocol if self._subscriber is not None else None
 
+    def _connected(self) -> Any:
+        """
+        The command connection while the broker is connected, else C{None}.
+        """
+        return self._cmd() if self._state == CONNECTED else None
+
     def _linkDown(self, why: str) -> None:
         self._generation += 1
         self._syncing = False
@@ -210,6 +248,12 @@ class RedisRoomHub(Service):
             for d in waiting:
                 d.errback(ConnectionError(why))
         wasConnected = self._state == CONNECTED
+        if wasConnected:
+            # What waited for the end of this turn goes to the outage queue.
+            for room, items in self._outbox.items():
+                for kind, payload, flags in items:
+                    self._enqueue((kind, room, payload, flags))
+            self._outbox.clear()
         self._state = DISCONNECTED
         if wasConnected:
             self._log.warn(
@@ -227,7 +271,10 @@ class RedisRoomHub(Service):
         if self._state == CONNECTED:
             return
         self._syncing = True
-        self._resync(self._generation, 0)
+        generation = self._generation
+        self._subscribeTo(self._pingChannel.decode("utf-8")).addCallbacks(
+            lambda _: self._resync(generation, 0),
+            lambda f: self._commandFailed(f))
 
     def _resync(self, generation: int, rounds: int) -> None:
         """
@@ -243,9 +290,7 @@ class RedisRoomHub(Service):
             # on a new connection, after the link's backoff.
             self._log.warn("could not subscribe to {count} rooms; reconnecting",
                            count=len(unsubscribed))
-            subscriber = self._sub()
-            if subscriber is not None and subscriber.transport is not None:
-                subscriber.transport.abortConnection()
+            self._dropSubscriber()
             return
         if unsubscribed:
             waits = [self._subscribe(room, self._rooms[room]) for room in unsubscribed]
@@ -259,19 +304,23 @@ class RedisRoomHub(Service):
             self._register(commands, room, self._rooms[room], catchUp=True)
         queued = len(self._queue)
         while self._queue:
-            kind, room, payload, record = self._queue.popleft()
-            if kind == "e":
-                self._publishRemote(commands, room, payload, record, replayed=True)
-            else:
-                self._publishBinaryRemote(commands, room, payload, replayed=True)
+            kind, room, payload, flags = self._queue.popleft()
+            self._outbox.setdefault(room, []).append((kind, payload, flags))
         self._syncing = False
         self._state = CONNECTED
+        self._lastPing, self._pingsMissed = self._clock.seconds(), 0
+        self._flushOutbox(replayed=True)
         self._log.info(
             "connected to Redis at {address} as node {node}: {rooms} rooms, "
             "{queued} queued publishes replayed, {dropped} dropped",
             address=str(self.address), node=self.node, rooms=len(self._rooms),
             queued=queued, dropped=self.droppedWhileDown)
         self.droppedWhileDown = 0
+
+    def _dropSubscriber(self) -> None:
+        subscriber = self._sub()
+        if subscriber is not None and subscriber.transport is not None:
+            subscriber.transport.abortConnection()
 
     def _register(self, commands: Any, room: str, state: NodeRoom, catchUp: bool) -> None:
         """
@@ -281,26 +330,24 @@ class RedisRoomHub(Service):
         """
         args: list[Any] = [self.node, state.lastSeq, room]
         for member, info in state.infos.items():
-            args += [state.fields[member], encodeInfo(info)]
+            args += [state.fields[member], encodeJSON(info)]
         since = state.redisSeq
         if catchUp:
             state.beginCatchUp()
         d = self._eval(commands, scripts.RESYNC,
-                       [self._keys.members(room), self._keys.seq(room), self._keys.channel(room),
-                        self._keys.history(room), self._keys.nodeRooms(self.node)],
+                       [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
+                        self._keys.nodeRooms(self.node)],
                        args)
 
-        def registered(reply: list[Any]) -> None:
-            if self._rooms.get(room) is not state:
+        def registered(history: list[bytes]) -> None:
+            if self._rooms.get(room) is not state or not catchUp:
                 return
-            state.remote = pairs(reply[0])
-            if catchUp:
-                missed = []
-                for body in reply[1]:
-                    seq = int(json.loads(body).get("seq", 0))
-                    if seq > since:
-                        missed.append((body.encode("utf-8"), False, seq))
-                state.endCatchUp(missed)
+            missed = []
+            for body in history:
+                seq = int(json.loads(body).get("seq", 0))
+                if seq > since:
+                    missed.append((body, False, seq))
+            state.endCatchUp(missed)
 
         def failed(failure: Any) -> None:
             if catchUp:
@@ -313,9 +360,15 @@ class RedisRoomHub(Service):
         return int(self.address.heartbeat * 3 * 1000)
 
     def _beat(self) -> None:
-        commands = self._cmd()
-        if self._state != CONNECTED or commands is None:
+        """
+        Every heartbeat: refresh this node's expiry, reap dead nodes, and
+        ping this node's own channel, so a subscription that stopped
+        delivering (a half-open connection, a stopped Redis) is noticed.
+        """
+        commands = self._connected()
+        if commands is None:
             return
+        self._checkPing()
         d = self._eval(commands, scripts.HEARTBEAT, [self._keys.nodes, self._keys.nodeRooms(self.node)],
                        [self.node, self._ttlMillis()])
 
@@ -328,40 +381,58 @@ class RedisRoomHub(Service):
                     self._register(commands, room, self._rooms[room], catchUp=False)
 
         d.addCallback(checked).addErrback(self._commandFailed)
+        self._command(commands, "PUBLISH", self._pingChannel, b"%f" % self._clock.seconds())
         self._reap(commands)
+
+    def _checkPing(self) -> None:
+        if self._clock.seconds() - self._lastPing <= self.address.heartbeat * 1.5:
+            self._pingsMissed = 0
+            return
+        self._pingsMissed += 1
+        if self._pingsMissed == PING_GRACE:
+            self._log.warn(
+                "Redis at {address} has not delivered this node's own ping for {count} "
+                "heartbeats; reporting the broker disconnected and reconnecting the "
+                "subscription", address=str(self.address), count=self._pingsMissed)
+            self._dropSubscriber()
 
     def _reap(self, commands: Any) -> None:
         """
         Remove the members of nodes whose heartbeat expired (this node does
-        it for the dead nodes its script claims) and tell their rooms.
+        it for the dead nodes its script claims) and announce them as gone.
         """
-        d = self._eval(commands, scripts.REAP, [self._keys.nodes],
-                       [self._keys.prefix, self._keys.channelHead, 10])
+        d = self._eval(commands, scripts.REAP, [self._keys.nodes], [self._keys.prefix, 10])
 
-        def reaped(flat: list[str]) -> None:
+        def reaped(flat: list[bytes]) -> None:
             for i in range(0, len(flat) - 2, 3):
-                room, f, info = flat[i], flat[i + 1], json.loads(flat[i + 2])
-                state = self._rooms.get(room)
-                if state is not None:
-                    state.remote.pop(f, None)
+                room, f = flat[i].decode("utf-8"), flat[i + 1].decode("utf-8")
                 self._log.info("member {field} of room {room} removed: its node stopped "
                                "sending heartbeats", field=f, room=room)
-                self.publish(room, self._departed(info))
+                self.announce(room, "left", {**json.loads(flat[i + 2]), "reason": "node lost"})
 
         d.addCallback(reaped).addErrback(self._commandFailed)
 
     def _eval(self, commands: Any, script: str, keys: list[str], args: list[Any]) -> Deferred[Any]:
         try:
-            return commands.eval(script, keys, [a if isinstance(a, bytes) else str(a) for a in args])
+            return commands.eval(script, keys,
+                                 [a if isinstance(a, bytes) else str(a) for a in args])
         except Exception as e:  # txredisapi raises at once when not connected
             return fail(e)
+
+    def _command(self, commands: Any, *args: Any) -> Deferred[Any]:
+        try:
+            d = commands.execute_command(*args)
+        except Exception as e:
+            return fail(e)
+        return d.addErrback(self._commandFailed)
 
     def _commandFailed(self, failure: Any) -> None:
         # A command lost with its connection: the outage itself is logged
         # once by _linkDown; anything else is worth a line.
         from txredisapi import ConnectionError as RedisConnectionError
+        from txredisapi import TimeoutError as RedisTimeoutError
 
-        if failure.check(RedisConnectionError, ConnectionError):
+        if failure.check(RedisConnectionError, ConnectionError, RedisTimeoutError):
             return None
         self._log.failure("Redis command failed", failure)
         return None
@@ -378,7 +449,6 @@ class RedisRoomHub(Service):
         d: Deferred[None] = Deferred()
         state.waiting.append(d)
         if len(state.waiting) == 1:
-            subscriber = self._sub()
             generation = self._generation
 
             def confirmed(_: Any) -> None:
@@ -394,11 +464,14 @@ class RedisRoomHub(Service):
                 for w in waiting:
                     w.errback(failure)
 
-            try:
-                subscriber.subscribe(self._keys.channel(room)).addCallbacks(confirmed, failed)
-            except Exception as e:
-                failed(Failure(e))
+            self._subscribeTo(self._keys.channel(room)).addCallbacks(confirmed, failed)
         return d
+
+    def _subscribeTo(self, channel: str) -> Deferred[Any]:
+        try:
+            return self._sub().subscribe(channel)
+        except Exception as e:
+            return fail(Failure(e))
 
     def _unsubscribe(self, room: str) -> None:
         subscriber = self._sub()
@@ -408,33 +481,33 @@ class RedisRoomHub(Service):
             except Exception:
                 pass
 
-    def _received(self, channel: str, message: str) -> None:
+    def _received(self, channel: bytes, message: bytes) -> None:
         try:
             self._dispatch(channel, message)
         except Exception:
             self._log.failure("bad message on {channel}", channel=channel)
 
-    def _dispatch(self, channel: str, text: str) -> None:
-        room = self._keys.roomOf(channel)
+    def _dispatch(self, channel: bytes, message: bytes) -> None:
+        if channel == self._pingChannel:
+            self._lastPing, self._pingsMissed = self._clock.seconds(), 0
+            return
+        room = self._keys.roomOf(channel.decode("utf-8"))
         state = self._rooms.get(room) if room is not None else None
         if state is None:
             return
-        message = decodeChannelMessage(text)
-        if isinstance(message, EventMessage):
-            # This node's own publishes from an outage were delivered here
-            # when they were made.
-            ownReplay = message.replayed and message.origin == self.node
-            state.received(message.seq, message.recorded, message.body, not ownReplay)
-        elif isinstance(message, BinaryMessage):
-            if not (message.replayed and message.origin == self.node):
-                state.fanOut(message.data, True, None)
-        elif isinstance(message, PresenceMessage):
-            if message.node == self.node:
-                return
-            if message.info is not None:
-                state.remote[message.field] = message.info
-            else:
-                state.remote.pop(message.field, None)
+        decoded = decodeChannelMessage(message)
+        # This node's own publishes from an outage were delivered here when
+        # they were made.
+        own = decoded.replayed and decoded.origin == self._nodeBytes
+        if isinstance(decoded, EventBatch):
+            for seq, recorded, body in decoded.events():
+                state.received(seq, recorded, body, not own)
+        elif isinstance(decoded, BinaryMessage) and not own:
+            state.fanOut(decoded.data, True, None)
+
+    @property
+    def _nodeBytes(self) -> bytes:
+        return self.node.encode("ascii")
 
     # -- IRoomHub -----------------------------------------------------------
 
@@ -447,13 +520,12 @@ class RedisRoomHub(Service):
         if state is None:
             state = self._rooms[room] = NodeRoom(
                 self._prepare, History(self._historySize, self._historyBytes), self._delivered)
-            self._vacated.pop(room, None)
         f = self._newField()
         state.add(member, info, f)
         result: Deferred[RoomSnapshot] = Deferred()
-        commands = self._cmd()
-        if self._state != CONNECTED or commands is None:
-            state.activate(member, state.localSnapshot(member), result)
+        commands = self._connected()
+        if commands is None:
+            state.activate(member, state.localSnapshot(self._pageSize), result)
             return result
         generation = self._generation
 
@@ -463,24 +535,20 @@ class RedisRoomHub(Service):
             return self._eval(
                 commands, scripts.JOIN,
                 [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
-                 self._keys.channel(room), self._keys.nodes, self._keys.nodeRooms(self.node),
-                 self._keys.historyBytes(room)],
-                [f, encodeInfo(info), room])
+                 self._keys.nodeRooms(self.node), self._keys.historyBytes(room)],
+                [f, encodeJSON(info), room, self._pageSize])
 
         def taken(reply: list[Any]) -> None:
-            seq, frames, members = int(reply[0]), [b.encode("utf-8") for b in reply[1]], pairs(reply[2])
-            state.adoptSnapshot(seq, frames, members, f"{self.node}/")
-            snap = RoomSnapshot(
-                frames=frames,
-                members=[v for k, v in members.items() if k != f],
-                seq=seq,
-            )
+            seq, frames, count, cursor, flat = int(reply[0]), reply[1], int(reply[2]), reply[3], reply[4]
+            state.adoptSnapshot(seq, frames)
+            state.lastCount = count
+            snap = RoomSnapshot(flat[1::2], _cursor(cursor), count, count, frames=frames, seq=seq)
             state.activate(member, snap, result)
 
         def fallback(failure: Any) -> None:
             # Redis went away mid-join: serve the joiner from this node.
             self._commandFailed(failure)
-            state.activate(member, state.localSnapshot(member), result)
+            state.activate(member, state.localSnapshot(self._pageSize), result)
 
         self._subscribe(room, state).addCallback(snapshot).addCallbacks(taken, fallback)
         return result
@@ -489,38 +557,26 @@ class RedisRoomHub(Service):
         state = self._rooms.get(room)
         if state is None or not state.update(member, info):
             return
-        commands = self._cmd()
-        if self._state == CONNECTED and commands is not None:
-            self._eval(commands, scripts.PRESENCE,
-                       [self._keys.members(room), self._keys.channel(room)],
-                       [state.fields[member], encodeInfo(info)]).addErrback(self._commandFailed)
+        commands = self._connected()
+        if commands is not None:
+            self._command(commands, "HSET", self._keys.members(room), state.fields[member],
+                          encodeJSON(info))
 
     def leave(self, room: str, member: IRoomMember) -> None:
         state = self._rooms.get(room)
         f = state.remove(member) if state is not None else None
         if f is None:
             return
-        commands = self._cmd()
-        if self._state == CONNECTED and commands is not None:
-            self._eval(commands, scripts.PRESENCE,
-                       [self._keys.members(room), self._keys.channel(room)],
-                       [f, ""]).addErrback(self._commandFailed)
+        commands = self._connected()
+        if commands is not None:
+            self._command(commands, "HDEL", self._keys.members(room), f)
         if state.isEmpty():
             del self._rooms[room]
             self._unsubscribe(room)
-            if self._state == CONNECTED and commands is not None:
-                try:
-                    commands.execute_command("SREM", self._keys.nodeRooms(self.node), room
-                                             ).addErrback(self._commandFailed)
-                except Exception:
-                    pass
-            # So the leaver's own leave event can still count the members
-            # on other nodes; the view stops being updated from here on.
-            self._vacated[room] = list(state.remote.values())
-            while len(self._vacated) > self._maxVacated:
-                self._vacated.popitem(last=False)
+            if commands is not None:
+                self._command(commands, "SREM", self._keys.nodeRooms(self.node), room)
             if not self._rooms and self._idle:
-                # Next turn: the leaver still publishes its leave event.
+                # Next turn: the leaver still announces its leave.
                 self._clock.callLater(0, self._becameIdle)
 
     def _becameIdle(self) -> None:
@@ -530,56 +586,151 @@ class RedisRoomHub(Service):
                 if not d.called:
                     d.callback(None)
 
+    def members(self, room: str) -> list[dict[str, Any]]:
+        state = self._rooms.get(room)
+        return state.members() if state is not None else []
+
+    def memberPage(self, room: str, after: str | None = None) -> Deferred[MemberPage]:
+        commands = self._connected()
+        if commands is None:
+            state = self._rooms.get(room)
+            if state is None:
+                return succeed(MemberPage((), None, 0, 0))
+            try:
+                offset = max(0, int(after or 0))
+            except ValueError:
+                offset = 0
+            return succeed(state.localPage(offset, self._pageSize))
+        d = self._eval(commands, scripts.MEMBERS, [self._keys.members(room)],
+                       [after or "0", self._pageSize])
+
+        def page(reply: list[Any]) -> MemberPage:
+            count, cursor, flat = int(reply[0]), reply[1], reply[2]
+            return MemberPage(flat[1::2], _cursor(cursor), count, count)
+
+        return d.addCallback(page)
+
+    def announce(self, room: str, change: str, info: Mapping[str, Any]) -> None:
+        changes = self._presence.get(room)
+        if changes is None:
+            changes = self._presence[room] = PresenceChanges()
+            changes.timer = self._clock.callLater(self._presenceInterval, self._announceNow, room)
+        changes.add(change, info)
+
+    def _announceNow(self, room: str) -> None:
+        changes = self._presence.pop(room, None)
+        if changes is None:
+            return
+        if changes.timer is not None and changes.timer.active():
+            changes.timer.cancel()
+        if not changes:
+            return
+        state = self._rooms.get(room)
+        if self._connected() is None:
+            if state is None or state.isEmpty():
+                return
+            count = len(state.infos)
+            event = changes.event(self._pageSize, count > self._crowdLimit)
+            event.update(count=count, users=count)
+            self.publish(room, event)
+            return
+        # The count comes from Redis, so whether the room is crowded is this
+        # node's best guess: its own members, or what it was last told.
+        crowded = state is not None and len(state.infos) > self._crowdLimit
+        event = changes.event(self._pageSize, crowded or self._lastCount(room) > self._crowdLimit)
+        self._publishEvent(room, encodeEvent(event, room, isoUTC(self._clock.seconds())), COUNTED)
+
+    def _lastCount(self, room: str) -> int:
+        state = self._rooms.get(room)
+        return state.lastCount if state is not None else 0
+
     def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
         # Unlike the in-process hub, a room without local members still
         # publishes: members on other nodes (the last local member's leave
-        # event is the common case) must hear it.
-        state = self._rooms.get(room)
-        body = encodeEvent(event, room, isoUTC(self._clock.seconds()))
-        commands = self._cmd()
-        if self._state == CONNECTED and commands is not None:
-            self._publishRemote(commands, room, body, record, replayed=False)
-            return
-        self._enqueue(("e", room, body, record))
-        if state is not None:
-            state.publishLocally(body, record)
+        # is the common case) must hear it.
+        self._publishEvent(room, encodeEvent(event, room, isoUTC(self._clock.seconds())),
+                           RECORD if record else 0)
 
-    def _publishRemote(self, commands: Any, room: str, body: bytes, record: bool,
-                       replayed: bool) -> None:
+    def _publishEvent(self, room: str, body: bytes, flags: int) -> None:
+        if self._connected() is not None:
+            self._send(room, "e", body, flags)
+            return
+        self._enqueue(("e", room, body, flags))
         state = self._rooms.get(room)
-        floor = state.lastSeq if state is not None else 0
-        self._eval(
-            commands, scripts.PUBLISH,
-            [self._keys.seq(room), self._keys.history(room), self._keys.channel(room),
-             self._keys.historyBytes(room)],
-            [body, int(record), self._historySize, floor, self.node, int(replayed),
-             self._historyBytes],
-        ).addErrback(self._commandFailed)
+        if state is not None:
+            if flags & COUNTED and b'"count":' not in body:
+                count = len(state.infos)
+                body = withFields(body, b'"count":%d,"users":%d' % (count, count))
+            state.publishLocally(body, bool(flags & RECORD))
 
     def publishBinary(self, room: str, data: bytes) -> None:
-        state = self._rooms.get(room)
-        commands = self._cmd()
-        if self._state == CONNECTED and commands is not None:
-            self._publishBinaryRemote(commands, room, data, replayed=False)
+        if self._connected() is not None:
+            self._send(room, "b", data, 0)
             return
-        self._enqueue(("b", room, data, False))
+        self._enqueue(("b", room, data, 0))
+        state = self._rooms.get(room)
         if state is not None:
             state.fanOut(data, True, None)
 
-    def _publishBinaryRemote(self, commands: Any, room: str, data: bytes, replayed: bool) -> None:
-        message = encodeBinaryMessage(self.node, replayed, data)
-        try:
-            commands.publish(self._keys.channel(room), message).addErrback(self._commandFailed)
-        except Exception:
-            pass
+    def _send(self, room: str, kind: str, payload: bytes, flags: int) -> None:
+        """
+        Queue one publish for the end of this reactor turn.
+        """
+        self._outbox.setdefault(room, []).append((kind, payload, flags))
+        if self._flush is None:
+            self._flush = self._clock.callLater(0, self._flushOutbox)
 
-    def _enqueue(self, item: tuple[str, str, Any, bool]) -> None:
+    def _flushOutbox(self, replayed: bool = False) -> None:
+        """
+        Send each room's publishes of this turn, in order: consecutive
+        events as one script call, binary messages between them as they are.
+        """
+        if self._flush is not None and self._flush.active():
+            self._flush.cancel()
+        self._flush = None
+        outbox, self._outbox = self._outbox, {}
+        commands = self._connected()
+        if commands is None:
+            for room, items in outbox.items():
+                for kind, payload, flags in items:
+                    self._enqueue((kind, room, payload, flags))
+            return
+        for room, items in outbox.items():
+            events: list[tuple[bytes, int]] = []
+            for kind, payload, flags in items:
+                if kind == "e":
+                    events.append((payload, flags))
+                    continue
+                self._publishEvents(commands, room, events, replayed)
+                events = []
+                self._command(commands, "PUBLISH", self._keys.channel(room),
+                              encodeBinaryMessage(self.node, replayed, payload))
+            self._publishEvents(commands, room, events, replayed)
+
+    def _publishEvents(self, commands: Any, room: str, events: list[tuple[bytes, int]],
+                       replayed: bool) -> None:
+        if not events:
+            return
+        state = self._rooms.get(room)
+        floor = state.lastSeq if state is not None else 0
+        flags = "".join(str(f) for _, f in events)
+        self._eval(
+            commands, scripts.PUBLISH,
+            [self._keys.seq(room), self._keys.history(room), self._keys.channel(room),
+             self._keys.historyBytes(room), self._keys.members(room)],
+            [floor, self.node, int(replayed), self._historySize, self._historyBytes, flags,
+             *(body for body, _ in events)],
+        ).addErrback(self._commandFailed)
+
+    def _enqueue(self, item: tuple[str, str, bytes, int]) -> None:
         if len(self._queue) == self._queue.maxlen:
             self.droppedWhileDown += 1
         self._queue.append(item)
 
-    def members(self, room: str) -> list[dict[str, Any]]:
-        state = self._rooms.get(room)
-        if state is None:
-            return list(self._vacated.get(room, ()))
-        return state.members()
+
+def _cursor(cursor: bytes | str) -> str | None:
+    """
+    An HSCAN cursor as a page's C{next}: C{None} once the scan is done.
+    """
+    text = cursor.decode("ascii") if isinstance(cursor, bytes) else str(cursor)
+    return None if text == "0" else text

@@ -1,7 +1,6 @@
 """
-One node's view of one room that spans nodes: its local members, what it
-knows of the others, its copy of the history, and the rule that keeps the
-room's order.
+One node's view of one room that spans nodes: its local members, its copy
+of the history, and the rule that keeps the room's order.
 
 The rule: every local member receives each event once, in seq order, and
 only after its own snapshot.  Three things threaten it, and L{NodeRoom}
@@ -25,7 +24,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 
 from wsservice.interfaces import IRoomMember
-from wsservice.rooms.events import History, Prepare, RoomSnapshot, withSeq
+from wsservice.rooms.events import History, MemberPage, Prepare, RoomSnapshot, encodeJSON, withSeq
 
 
 class NodeRoom:
@@ -37,9 +36,9 @@ class NodeRoom:
         the events buffered for them.
     @ivar active: local members that receive live events.
     @ivar fields: each local member's field in the room's members hash.
-    @ivar remote: the presence of the members on other nodes, by field.
     @ivar lastSeq: the highest seq this node's members have seen.
     @ivar redisSeq: the highest seq that came from Redis.
+    @ivar lastCount: the room's member count Redis gave last.
     @ivar subscribed: whether the node's subscription is confirmed.
     @ivar waiting: L{Deferred}s that fire once it is.
     """
@@ -53,9 +52,9 @@ class NodeRoom:
         self.pending: dict[IRoomMember, list[tuple[int | None, Any]]] = {}
         self.infos: dict[IRoomMember, dict[str, Any]] = {}
         self.fields: dict[IRoomMember, str] = {}
-        self.remote: dict[str, dict[str, Any]] = {}
         self.lastSeq = 0
         self.redisSeq = 0
+        self.lastCount = 0
         self.floor = 0
         self.floors: dict[IRoomMember, int] = {}
         self.catchup: list[tuple[bytes, bool, int | None]] | None = None
@@ -66,7 +65,16 @@ class NodeRoom:
         return not self.infos
 
     def members(self) -> list[dict[str, Any]]:
-        return [*self.infos.values(), *self.remote.values()]
+        return list(self.infos.values())
+
+    def localPage(self, offset: int, size: int) -> MemberPage:
+        """
+        A page of the local members, for when Redis is out of reach.
+        """
+        infos = list(self.infos.values())
+        frames = [encodeJSON(i) for i in infos[offset:offset + size]]
+        end = offset + len(frames)
+        return MemberPage(frames, str(end) if end < len(infos) else None, len(infos), len(infos))
 
     # -- membership ---------------------------------------------------------
 
@@ -101,27 +109,24 @@ class NodeRoom:
         self.floors.pop(member, None)
         return self.fields.pop(member)
 
-    def adoptSnapshot(self, seq: int, frames: list[bytes], members: dict[str, Any],
-                      ownPrefix: str) -> None:
+    def adoptSnapshot(self, seq: int, frames: list[bytes]) -> None:
         """
-        Take in what a join's snapshot says of the room: the other nodes'
-        members, the history (keeping newer events this node already has)
-        and the seq.
+        Take in what a join's snapshot says of the room: the history
+        (keeping newer events this node already has) and the seq.
         """
-        self.remote = {k: v for k, v in members.items() if not k.startswith(ownPrefix)}
         newer = [(s, frame) for s, frame in self.history.entries() if s > seq]
         self.history.replace([*((0, frame) for frame in frames), *newer])
         self.lastSeq = max(self.lastSeq, seq)
         self.redisSeq = max(self.redisSeq, seq)
 
-    def localSnapshot(self, member: IRoomMember) -> RoomSnapshot:
+    def localSnapshot(self, pageSize: int) -> RoomSnapshot:
         """
         A snapshot from what this node knows, for a join while Redis is out
         of reach.
         """
-        members = [info for m, info in self.infos.items() if m is not member]
-        members += list(self.remote.values())
-        return RoomSnapshot(frames=self.history.frames(), members=members, seq=self.lastSeq)
+        page = self.localPage(0, pageSize)
+        return RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
+                            frames=self.history.frames(), seq=self.lastSeq)
 
     def activate(self, member: IRoomMember, snapshot: RoomSnapshot,
                  result: Deferred[RoomSnapshot]) -> None:

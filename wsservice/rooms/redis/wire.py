@@ -3,20 +3,21 @@ What travels between the nodes and Redis, as data: where Redis is
 (L{BrokerAddress}), the key names (L{Keys}) and the messages on a room's
 pub/sub channel (L{decodeChannelMessage}).
 
-Messages on a room's channel are one header line and a body::
+Messages on a room's channel are one header line and a body, as bytes::
 
-    e <seq> <recorded 0|1> <origin node> <replayed 0|1>\\n<event JSON>
+    e <first seq> <flags> <origin node> <replayed 0|1>\\n<event JSON>\\n<event JSON>...
     b <origin node> <replayed 0|1>\\n<base64 of a binary message>
-    p <member field>\\n<presence JSON, or empty when the member left>
 
-The scripts in L{wsservice.rooms.redis.scripts} write the C{e} and C{p}
-lines; nodes write C{b} lines (L{encodeBinaryMessage}).
+An C{e} message carries the events one node published in one reactor turn,
+one per line (compact JSON never holds a raw newline), with consecutive
+seqs from the first; C{flags} has one digit per event, odd for an event kept
+in the history.  L{wsservice.rooms.redis.scripts.PUBLISH} writes C{e}
+messages, nodes write C{b} messages (L{encodeBinaryMessage}).
 """
 
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -94,6 +95,9 @@ class Keys:
     def nodeRooms(self, node: str) -> str:
         return f"{self.prefix}node:{node}:rooms"
 
+    def pingChannel(self, node: str) -> str:
+        return f"{self._channelHead[:-1]}node:{node}:ping"
+
     @property
     def channelHead(self) -> str:
         return self._channelHead
@@ -109,16 +113,24 @@ class Keys:
 
 
 @dataclass(frozen=True)
-class EventMessage:
+class EventBatch:
     """
-    A room event with its seq, as the publish script sent it.
+    Events of one room, as the publish script sent them: the C{i}th of
+    L{bodies} has seq C{firstSeq + i} and is recorded if C{flags[i]} is odd.
     """
 
-    seq: int
-    recorded: bool
-    origin: str
+    firstSeq: int
+    flags: bytes
+    origin: bytes
     replayed: bool
-    body: bytes
+    bodies: list[bytes]
+
+    def events(self) -> list[tuple[int, bool, bytes]]:
+        """
+        Each event's C{(seq, recorded, body)}.
+        """
+        flags = self.flags
+        return [(self.firstSeq + i, flags[i] & 1 == 1, body) for i, body in enumerate(self.bodies)]
 
 
 @dataclass(frozen=True)
@@ -127,66 +139,36 @@ class BinaryMessage:
     A binary message for a room's members.
     """
 
-    origin: str
+    origin: bytes
     replayed: bool
     data: bytes
 
 
-@dataclass(frozen=True)
-class PresenceMessage:
-    """
-    A member's presence changed: C{info} is its presence, or C{None} once it
-    left.
-    """
-
-    field: str
-    info: dict[str, Any] | None
-
-    @property
-    def node(self) -> str:
-        return self.field.split("/", 1)[0]
+ChannelMessage = EventBatch | BinaryMessage
 
 
-ChannelMessage = EventMessage | BinaryMessage | PresenceMessage
-
-
-def decodeChannelMessage(text: str) -> ChannelMessage:
+def decodeChannelMessage(message: bytes) -> ChannelMessage:
     """
     Read one message from a room's channel.
 
-    @raise ValueError: when it is none of the three kinds.
+    @raise ValueError: when it is neither kind, or malformed.
     """
-    header, _, body = text.partition("\n")
-    words = header.split(" ")
+    header, _, body = message.partition(b"\n")
+    words = header.split(b" ")
     kind = words[0]
-    if kind == "e" and len(words) == 5:
-        return EventMessage(int(words[1]), words[2] == "1", words[3], words[4] == "1",
-                            body.encode("utf-8"))
-    if kind == "b" and len(words) in (2, 3):
-        return BinaryMessage(words[1], len(words) > 2 and words[2] == "1",
-                             base64.b64decode(body, validate=True))
-    if kind == "p" and len(words) == 2:
-        return PresenceMessage(words[1], json.loads(body) if body else None)
+    if kind == b"e" and len(words) == 5:
+        bodies = body.split(b"\n")
+        flags = words[2]
+        if len(flags) != len(bodies) or not flags.isdigit():
+            raise ValueError(f"{len(bodies)} events with flags {flags[:20]!r}")
+        return EventBatch(int(words[1]), flags, words[3], words[4] == b"1", bodies)
+    if kind == b"b" and len(words) == 3:
+        return BinaryMessage(words[1], words[2] == b"1", base64.b64decode(body, validate=True))
     raise ValueError(f"not a channel message: {header[:80]!r}")
 
 
-def encodeBinaryMessage(node: str, replayed: bool, data: bytes) -> str:
+def encodeBinaryMessage(node: str, replayed: bool, data: bytes) -> bytes:
     """
     The channel message of a binary publish from C{node}.
     """
-    return f"b {node} {int(replayed)}\n" + base64.b64encode(data).decode("ascii")
-
-
-def encodeInfo(info: Any) -> str:
-    """
-    A presence dict as the members hash and C{p} lines hold it.
-    """
-    return json.dumps(info, ensure_ascii=False, separators=(",", ":"))
-
-
-def pairs(flat: list[Any]) -> dict[str, Any]:
-    """
-    A flat C{[field, JSON, field, JSON, ...]} reply as a dict of decoded
-    values.
-    """
-    return {flat[i]: json.loads(flat[i + 1]) for i in range(0, len(flat) - 1, 2)}
+    return b"b %s %d\n%s" % (node.encode("ascii"), int(replayed), base64.b64encode(data))
