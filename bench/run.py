@@ -35,7 +35,6 @@ import re
 import resource
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -46,7 +45,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 BENCH = Path(__file__).resolve().parent
-REPO = BENCH.parent
+sys.path.insert(0, str(BENCH.parent))
+
+from tests.support.processes import LOOPBACK, REPO, RedisServer, serviceCommand  # noqa: E402
+
 SERVERS = BENCH / "servers"
 TICK = os.sysconf("SC_CLK_TCK")
 PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -283,9 +285,8 @@ def ourCommand(python: str) -> list[str]:
     """
     Our service's command line, as every scenario runs it.
     """
-    return [python, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
-            "wsservice", "--port", "0", "--interface", "127.0.0.1",
-            "--max-connections", "0", "--max-messages-per-second", "0", *EXTRA_SERVER_ARGS]
+    return serviceCommand(*LOOPBACK, "--max-connections", "0", "--max-messages-per-second", "0",
+                          *EXTRA_SERVER_ARGS, python=python)
 
 
 def ours(python: str) -> Server:
@@ -308,77 +309,6 @@ def websocketsEcho(python: str) -> Server:
                   r"listening (\d+)")
 
 
-def freePort() -> int:
-    """
-    A loopback TCP port nobody listens on right now (redis-server has no
-    C{--port 0}).
-    """
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RedisServer:
-    """
-    A throwaway C{redis-server} on a free loopback port, without
-    persistence: the broker of scenario 6.  Not pinned (see
-    L{WORKERS_PINNING}).
-    """
-
-    def __init__(self, binary: str) -> None:
-        self.binary = binary
-        self.port = 0
-        self.proc: subprocess.Popen[str] | None = None
-        self.lines: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def start(self, timeout: float = 10) -> "RedisServer":
-        self.port = freePort()
-        self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no"],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-            preexec_fn=_preexec(None),
-        )
-        ready = threading.Event()
-        threading.Thread(target=self._pump, args=(ready,), daemon=True).start()
-        # Its own "Ready to accept connections" line (or its exit), not time.
-        if not ready.wait(timeout) or not self.alive():
-            self.stop()
-            raise BenchError("redis-server did not start:\n" + "\n".join(self.lines[-30:]))
-        return self
-
-    def _pump(self, ready: threading.Event) -> None:
-        assert self.proc and self.proc.stdout
-        for line in self.proc.stdout:
-            if len(self.lines) < 200:
-                self.lines.append(line.rstrip())
-            if "Ready to accept connections" in line:
-                ready.set()
-        ready.set()
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self) -> None:
-        if self.alive():
-            assert self.proc is not None
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-
-
 #: How scenario 6 places its processes, printed with its results.
 WORKERS_PINNING = (
     "scenario 6 is not CPU-isolated: the supervisor, both workers and redis-server run unpinned "
@@ -393,9 +323,9 @@ class WorkerPool(Server):
     """
     Our service as C{--workers N} with its own throwaway redis-server as the
     broker: the supervisor, its workers and Redis together are the server
-    under test.  It is ready once every worker has said both C{wsservice
-    ready} and C{connected to Redis}, so no client reaches a worker that
-    cannot yet share its room.
+    under test, none of them pinned (see L{WORKERS_PINNING}).  It is ready
+    once every worker has said both C{wsservice ready} and C{connected to
+    Redis}, so no client reaches a worker that cannot yet share its room.
     """
 
     newSession = True
@@ -413,7 +343,7 @@ class WorkerPool(Server):
                          env={"PYTHONPATH": str(REPO)}, pin=False)
         self.python = python
         self.workers = workers
-        self.redis = RedisServer(redis)
+        self.redis = RedisServer(redis, preexec=_preexec(None))
         self.sharedPort: int | None = None
         self.readyWorkers: set[int] = set()
         self.connectedWorkers: set[int] = set()
@@ -421,7 +351,10 @@ class WorkerPool(Server):
         self.opened: Counter[int] = Counter()
 
     def start(self, timeout: float = 60) -> "Server":
-        self.redis.start()
+        try:
+            self.redis.start()
+        except RuntimeError as e:
+            raise BenchError(str(e)) from None
         self.argv = [*ourCommand(self.python), "--workers", str(self.workers),
                      "--broker", self.redis.url]
         return super().start(timeout)
