@@ -42,7 +42,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH.parent))
@@ -276,21 +276,17 @@ class Server:
             self.proc.wait(10)
 
 
-#: Extra command-line options for our service (--server-arg), e.g. to
-#: measure a proposed option.
-EXTRA_SERVER_ARGS: list[str] = []
-
-
-def ourCommand(python: str) -> list[str]:
+def ourCommand(python: str, serverArgs: Sequence[str] = ()) -> list[str]:
     """
-    Our service's command line, as every scenario runs it.
+    Our service's command line, as every scenario runs it; C{serverArgs}
+    are extra options (C{--server-arg}), e.g. to measure a proposed one.
     """
     return serviceCommand(*LOOPBACK, "--max-connections", "0", "--max-messages-per-second", "0",
-                          *EXTRA_SERVER_ARGS, python=python)
+                          *serverArgs, python=python)
 
 
-def ours(python: str) -> Server:
-    return Server("wsservice", ourCommand(python), r"wsservice starting on '?(\d+)",
+def ours(python: str, serverArgs: Sequence[str] = ()) -> Server:
+    return Server("wsservice", ourCommand(python, serverArgs), r"wsservice starting on '?(\d+)",
                   env={"PYTHONPATH": str(REPO)})
 
 
@@ -338,10 +334,12 @@ class WorkerPool(Server):
     _died = re.compile(r"worker \d+ died")
     _opened = re.compile(r"\] open \S+ ")
 
-    def __init__(self, python: str, redis: str, workers: int = 2) -> None:
+    def __init__(self, python: str, redis: str, workers: int = 2,
+                 serverArgs: Sequence[str] = ()) -> None:
         super().__init__(f"wsservice --workers {workers} + Redis", [], ready="",
                          env={"PYTHONPATH": str(REPO)}, pin=False)
         self.python = python
+        self.serverArgs = tuple(serverArgs)
         self.workers = workers
         self.redis = RedisServer(redis, preexec=_preexec(None))
         self.sharedPort: int | None = None
@@ -355,7 +353,7 @@ class WorkerPool(Server):
             self.redis.start()
         except RuntimeError as e:
             raise BenchError(str(e)) from None
-        self.argv = [*ourCommand(self.python), "--workers", str(self.workers),
+        self.argv = [*ourCommand(self.python, self.serverArgs), "--workers", str(self.workers),
                      "--broker", self.redis.url]
         return super().start(timeout)
 
@@ -597,10 +595,13 @@ QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
 
 
 class Bench:
-    def __init__(self, plan: Plan, python: str, node: str, log: Callable[[str], None]) -> None:
+    def __init__(self, plan: Plan, python: str, node: str, log: Callable[[str], None],
+                 serverArgs: Sequence[str] = ()) -> None:
         self.plan = plan
         self.python = python
         self.node = node
+        #: Extra options for our service in every scenario (C{--server-arg}).
+        self.serverArgs = tuple(serverArgs)
         self.log = log
         self.results: dict[str, Any] = {}
         self.errors: list[str] = []
@@ -642,7 +643,7 @@ class Bench:
 
     def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
         return [
-            ("ours", lambda: ours(self.python),
+            ("ours", lambda: ours(self.python, self.serverArgs),
              {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"}),
             ("node", lambda: nodeBroadcast(self.node), {"url": "ws://127.0.0.1:PORT/"}),
         ]
@@ -706,7 +707,8 @@ class Bench:
             self.log(f"  skipped: {reason}")
             return {"skipped": reason}
         p = self.plan
-        targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2),
+        targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2,
+                                                        serverArgs=self.serverArgs),
                     {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"})]
         self.notes.append(WORKERS_PINNING)
         out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
@@ -723,7 +725,8 @@ class Bench:
              only: str | None = None) -> dict[str, Any]:
         p = self.plan
         targets = [
-            ("ours", lambda: ours(self.python), {"url": "ws://127.0.0.1:PORT/", "protocol": "echo"}),
+            ("ours", lambda: ours(self.python, self.serverArgs),
+             {"url": "ws://127.0.0.1:PORT/", "protocol": "echo"}),
             ("node", lambda: nodeEcho(self.node), {"url": "ws://127.0.0.1:PORT/"}),
             ("websockets", lambda: websocketsEcho(self.python), {"url": "ws://127.0.0.1:PORT/"}),
         ]
@@ -1219,10 +1222,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(cores) < 2 or not {SERVER_CORE, LOAD_CORE} <= cores:
         log(f"warning: cores {sorted(cores)} available; server and load are not on separate cores")
     plan = QUICK if args.quick else FULL
-    bench = Bench(plan, args.python, node, log)
+    bench = Bench(plan, args.python, node, log, serverArgs=args.server_arg)
     log(f"bench: {'quick' if args.quick else 'full'} run, server on core {SERVER_CORE}, "
         f"load generator on core {LOAD_CORE}, node {subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
-    EXTRA_SERVER_ARGS.extend(args.server_arg)
     if args.server_arg:
         log(f"our service gets extra options: {' '.join(args.server_arg)}")
     try:
