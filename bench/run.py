@@ -565,6 +565,31 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
     return LoadRun(result, marks, baseline, errors, cores=server.cores)
 
 
+def serverCost(run: LoadRun, count: str, per: str, detailed: bool = False) -> dict[str, Any]:
+    """
+    The load generator's result with what the server spent on it in the
+    window: its CPU share, CPU microseconds per unit of work (C{per}, over
+    the result's C{count}), by process role for a server of several, and the
+    other load and softirq on its cores.  C{detailed} (the fan-outs) adds
+    the CPU seconds and the cost per unit with softirq.
+    """
+    r = dict(run.result)
+    cpu, wall, soft = run.cpu(), run.wall(), run.softirq()
+    n = r.get(count) or 0
+    if detailed:
+        r["server_cpu_s"] = cpu
+    r["server_cpu_share"] = cpu / wall if wall else None
+    r[per] = cpu / n * 1e6 if n else None
+    r["foreign_cpu_share"] = run.foreign()
+    r["softirq_share"] = soft / wall if soft is not None and wall else None
+    if detailed:
+        r[f"{per}_with_softirq"] = (cpu + soft) / n * 1e6 if n and soft is not None else None
+    byRole = run.cpuBy()
+    if len(byRole) > 1:
+        r[f"{per}_by_process"] = {role: c / n * 1e6 for role, c in byRole.items()} if n else None
+    return r
+
+
 # -- the scenarios ------------------------------------------------------------
 
 @dataclass
@@ -667,21 +692,7 @@ class Bench:
             run = self._quietest(lambda: self._with(
                 make(), config, timeLimit=config["connectTimeout"] + 120 + 2 * seconds,
                 onMark=onMark), retry=clients <= 1000 and onMark is None)
-            r = dict(run.result)
-            cpu, wall = run.cpu(), run.wall()
-            r["server_cpu_s"] = cpu
-            r["server_cpu_share"] = cpu / wall if wall else None
-            d = r.get("deliveries_in_window") or 0
-            r["cpu_us_per_delivery"] = cpu / d * 1e6 if d else None
-            r["foreign_cpu_share"] = run.foreign()
-            soft = run.softirq()
-            r["softirq_share"] = soft / wall if soft is not None and wall else None
-            r["cpu_us_per_delivery_with_softirq"] = (
-                (cpu + soft) / d * 1e6 if d and soft is not None else None)
-            byRole = run.cpuBy()
-            if len(byRole) > 1:
-                r["cpu_us_per_delivery_by_process"] = (
-                    {role: c / d * 1e6 for role, c in byRole.items()} if d else None)
+            r = serverCost(run, "deliveries_in_window", "cpu_us_per_delivery", detailed=True)
             r.update(run.serverInfo)
             out[key] = r
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
@@ -748,14 +759,7 @@ class Bench:
                 self.notes.append(f"Python websockets reference skipped: {e}")
                 self.log(f"  websockets echo: skipped ({str(e).splitlines()[0]})")
                 continue
-            r = dict(run.result)
-            cpu, wall = run.cpu(), run.wall()
-            r["server_cpu_share"] = cpu / wall if wall else None
-            trips = r.get("round_trips") or 0
-            r["cpu_us_per_round_trip"] = cpu / trips * 1e6 if trips else None
-            r["foreign_cpu_share"] = run.foreign()
-            soft = run.softirq()
-            r["softirq_share"] = soft / wall if soft is not None and wall else None
+            r = serverCost(run, "round_trips", "cpu_us_per_round_trip")
             out[key] = r
             self.log(f"  {key:10} echo: {r.get('round_trips_per_s', 0):,.0f} round trips/s, "
                      f"{_f(r['cpu_us_per_round_trip'])} us CPU/trip, p99 {_ms(r.get('p99_us'))}, "
