@@ -51,7 +51,6 @@ from tests.support.processes import LOOPBACK, REPO, RedisServer, serviceCommand 
 
 SERVERS = BENCH / "servers"
 TICK = os.sysconf("SC_CLK_TCK")
-PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
 SERVER_CORE, LOAD_CORE = 0, 1
 #: Share of the server core taken by other processes above which a cheap
 #: measurement is repeated once.
@@ -64,14 +63,22 @@ class BenchError(RuntimeError):
 
 # -- processes ----------------------------------------------------------------
 
-def _cores() -> set[int]:
+def usableCores() -> set[int]:
     try:
         return os.sched_getaffinity(0)
     except AttributeError:  # not Linux
         return set()
 
 
-def _preexec(core: int | None) -> Callable[[], None]:
+def loadCore() -> int | None:
+    """
+    The core the load generator (and py-spy) is pinned to, or C{None} on a
+    machine with one core.
+    """
+    return LOAD_CORE if len(usableCores()) > 1 else None
+
+
+def childSetup(core: int | None) -> Callable[[], None]:
     """
     What a child does before it runs: raise its file limit, pin it to
     C{core} (unless C{None}), and arrange to be killed when the harness dies,
@@ -172,14 +179,13 @@ def coreBusy() -> tuple[dict[int, float], dict[int, float]]:
     return busy, soft
 
 
-def sample(server: "Server", loadgen: int | None = None) -> dict[str, Any]:
+def sample(processes: dict[str, list[int]], loadgen: int | None = None) -> dict[str, Any]:
     """
     The server's CPU seconds (in all, and by the role of each of its
-    processes), its memory, every core's busy time and, when given, the load
-    generator's CPU seconds.
+    C{processes}), its memory, every core's busy time and, when given, the
+    load generator's CPU seconds.
     """
     busy, soft = coreBusy()
-    processes = server.processes()
     cpuBy = {role: _measured(cpuSeconds, pids) for role, pids in processes.items()}
     out = {"t": time.monotonic(), "cpu": sum(cpuBy.values()), "cpuBy": cpuBy,
            "rss": int(sum(_measured(rssKiB, pids) for pids in processes.values())),
@@ -207,7 +213,7 @@ class Server:
         self.env = env
         self.pin = pin
         #: The cores the server may run on, whose busy time is watched.
-        self.cores: tuple[int, ...] = (SERVER_CORE,) if pin else tuple(sorted(_cores()))
+        self.cores: tuple[int, ...] = (SERVER_CORE,) if pin else tuple(sorted(usableCores()))
         self.lines: list[str] = []
         self.port: int | None = None
         self.proc: subprocess.Popen[str] | None = None
@@ -218,7 +224,7 @@ class Server:
         self.proc = subprocess.Popen(
             self.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             text=True, env=env, cwd=str(REPO), start_new_session=self.newSession,
-            preexec_fn=_preexec(SERVER_CORE if self.pin else None),
+            preexec_fn=childSetup(SERVER_CORE if self.pin else None),
         )
         threading.Thread(target=self._pump, daemon=True).start()
         if not self._portSeen.wait(timeout) or self.port is None:
@@ -341,7 +347,7 @@ class WorkerPool(Server):
         self.python = python
         self.serverArgs = tuple(serverArgs)
         self.workers = workers
-        self.redis = RedisServer(redis, preexec=_preexec(None))
+        self.redis = RedisServer(redis, preexec=childSetup(None))
         self.sharedPort: int | None = None
         self.readyWorkers: set[int] = set()
         self.connectedWorkers: set[int] = set()
@@ -509,11 +515,11 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
     MARK line the generator prints.
     """
     config = dict(config, timeLimit=timeLimit)
-    baseline = sample(server)
+    baseline = sample(server.processes())
     proc = subprocess.Popen(
         [node, str(BENCH / "loadgen.js"), json.dumps(config)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
-        preexec_fn=_preexec(LOAD_CORE if len(_cores()) > 1 else None),
+        preexec_fn=childSetup(loadCore()),
     )
     lines: queue.Queue[str | None] = queue.Queue()
 
@@ -540,7 +546,7 @@ def runLoad(node: str, server: Server, config: dict[str, Any], timeLimit: float,
             if line.startswith("MARK "):
                 name = line[5:].strip()
                 if server.alive():
-                    marks[name] = sample(server, proc.pid)
+                    marks[name] = sample(server.processes(), proc.pid)
                 if onMark:
                     onMark(name)
             elif line.startswith("RESULT "):
@@ -658,7 +664,7 @@ class Bench:
         if not _spansWorkers(run):
             why = "every client went to one worker"
         elif retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
-            why = f"other load {_pct(run.foreign())} on the server core(s)"
+            why = f"other load {pct(run.foreign())} on the server core(s)"
         else:
             return run
         self.log(f"    ({why}; measuring again)")
@@ -697,12 +703,12 @@ class Bench:
             out[key] = r
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
-                     f"{_f(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {_ms(r.get('p50_us'))} "
-                     f"p99 {_ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
-                     f"{_pct(r['server_cpu_share'])}, loadgen CPU {_pct(r.get('loadgen_cpu_share'))}, "
-                     f"other load on server core(s) {_pct(r['foreign_cpu_share'])}, "
+                     f"{num(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {ms(r.get('p50_us'))} "
+                     f"p99 {ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
+                     f"{pct(r['server_cpu_share'])}, loadgen CPU {pct(r.get('loadgen_cpu_share'))}, "
+                     f"other load on server core(s) {pct(r['foreign_cpu_share'])}, "
                      f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s"
-                     + _spread(r))
+                     + spreadNote(r))
         return out
 
     def workersRedis(self) -> dict[str, Any]:
@@ -762,10 +768,10 @@ class Bench:
             r = serverCost(run, "round_trips", "cpu_us_per_round_trip")
             out[key] = r
             self.log(f"  {key:10} echo: {r.get('round_trips_per_s', 0):,.0f} round trips/s, "
-                     f"{_f(r['cpu_us_per_round_trip'])} us CPU/trip, p99 {_ms(r.get('p99_us'))}, "
-                     f"server CPU {_pct(r['server_cpu_share'])}, loadgen CPU "
-                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
-                     f"{_pct(r['foreign_cpu_share'])}")
+                     f"{num(r['cpu_us_per_round_trip'])} us CPU/trip, p99 {ms(r.get('p99_us'))}, "
+                     f"server CPU {pct(r['server_cpu_share'])}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{pct(r['foreign_cpu_share'])}")
         return out
 
     def idle(self, onMark: Callable[[Server, str], None] | None = None, only: str | None = None,
@@ -798,9 +804,9 @@ class Bench:
             out[key] = r
             self.log(f"  {key:5} idle {n} connections in {rooms} room(s): "
                      f"{r.get('handshakes_per_s', 0):,.0f} handshakes/s, "
-                     f"{_f(r['kib_per_connection'])} KiB/connection, loadgen CPU "
-                     f"{_pct(r.get('loadgen_cpu_share'))}, other load on server core "
-                     f"{_pct(r.get('foreign_cpu_share'))}")
+                     f"{num(r['kib_per_connection'])} KiB/connection, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{pct(r.get('foreign_cpu_share'))}")
         return out
 
     def runAll(self, scenarios: set[int] = frozenset(range(1, 7))) -> None:
@@ -871,7 +877,7 @@ class Bench:
                          str(max(1, int(seconds))), "--rate", "200", "--nonblocking",
                          "--format", "raw", "--nolineno", "--output", str(raw)],
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                        preexec_fn=_preexec(LOAD_CORE if len(_cores()) > 1 else None)))
+                        preexec_fn=childSetup(loadCore())))
                 elif name in ("end", "connected"):
                     for spy in spies:
                         try:
@@ -908,11 +914,11 @@ def summariseProfile(text: str, top: int = 15) -> dict[str, Any]:
         selfs[frames[-1]] += n
         for f in set(frames):
             incl[f] += n
-    pct = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
+    share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
     return {
         "samples": total,
-        "self": [(f, pct(c)) for f, c in selfs.most_common(top)],
-        "inclusive": [(f, pct(c)) for f, c in incl.most_common(top * 3)],
+        "self": [(f, share(c)) for f, c in selfs.most_common(top)],
+        "inclusive": [(f, share(c)) for f, c in incl.most_common(top * 3)],
     }
 
 
@@ -942,7 +948,11 @@ def _frame(frame: str) -> str:
 
 # -- the report ---------------------------------------------------------------
 
-def _f(x: Any, digits: int = 1) -> str:
+def num(x: Any, digits: int = 1) -> str:
+    """
+    A figure for the table and the progress lines: C{digits} decimals below
+    1,000, whole with thousands separators above, C{-} for none.
+    """
     if x is None:
         return "-"
     if isinstance(x, (int, float)) and abs(x) >= 1000:
@@ -950,11 +960,17 @@ def _f(x: Any, digits: int = 1) -> str:
     return f"{x:.{digits}f}"
 
 
-def _ms(us: Any) -> str:
+def ms(us: Any) -> str:
+    """
+    Microseconds as milliseconds, C{-} for none.
+    """
     return "-" if us is None else f"{us / 1000:.2f} ms"
 
 
-def _pct(x: Any) -> str:
+def pct(x: Any) -> str:
+    """
+    A share (1.0 is one core, or all) as a whole percentage, C{-} for none.
+    """
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
@@ -969,7 +985,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     header = ("Scenario / metric", "wsservice", "Node ws", "ours / Node", "Target", "Met")
 
     def row(label: str, a: Any, b: Any, target: str = "", ok: bool | None = None,
-            fmt: Callable[[Any], str] = _f) -> None:
+            fmt: Callable[[Any], str] = num) -> None:
         rows.append((label, fmt(a), fmt(b), _ratio(a, b), target,
                      "" if ok is None else ("yes" if ok else "**no**")))
 
@@ -987,46 +1003,46 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
         n.get("cpu_us_per_delivery"), "<= 0.9x",
         ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
-        fmt=lambda x: _f(x, 2))
+        fmt=lambda x: num(x, 2))
     row("1 fan-out: same + all softirq on the server core (us)",
         o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
-        "", None, fmt=lambda x: _f(x, 2))
-    row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=_ms)
-    row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=_ms)
+        "", None, fmt=lambda x: num(x, 2))
+    row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
     row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
         None if o.get("lost") is None else (o.get("lost") == 0), fmt=lambda x: "-" if x is None else str(x))
-    row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
+    row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
-        n.get("loadgen_cpu_share"), fmt=_pct)
+        n.get("loadgen_cpu_share"), fmt=pct)
     row("1 fan-out: other load on the server core", o.get("foreign_cpu_share"),
-        n.get("foreign_cpu_share"), fmt=_pct)
+        n.get("foreign_cpu_share"), fmt=pct)
     row("1 fan-out: softirq on the server core (part of other load)",
-        o.get("softirq_share"), n.get("softirq_share"), fmt=_pct)
+        o.get("softirq_share"), n.get("softirq_share"), fmt=pct)
     fr = results.get("fixed_rate", {})
     o, n = fr.get("ours", {}), fr.get("node", {})
-    row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=_ms)
+    row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
-        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=_ms)
+        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
         fmt=lambda x: "-" if x is None else str(x))
     row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
-        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=lambda x: _f(x, 2))
+        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=lambda x: num(x, 2))
     ec = results.get("echo", {})
     o, n, w = ec.get("ours", {}), ec.get("node", {}), ec.get("websockets", {})
     row(f"3 echo ({plan.echoClients} clients): round trips/s", o.get("round_trips_per_s"),
         n.get("round_trips_per_s"))
     row("3 echo: server CPU per round trip (us)", o.get("cpu_us_per_round_trip"),
-        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=lambda x: _f(x, 2))
-    row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=_ms)
-    row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=_pct)
+        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=lambda x: num(x, 2))
+    row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
+    row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("3 echo: load generator CPU share", o.get("loadgen_cpu_share"),
-        n.get("loadgen_cpu_share"), fmt=_pct)
+        n.get("loadgen_cpu_share"), fmt=pct)
     row("3 echo: other load on the server core", o.get("foreign_cpu_share"),
-        n.get("foreign_cpu_share"), fmt=_pct)
+        n.get("foreign_cpu_share"), fmt=pct)
     if w:
         rows.append(("3 echo: Python websockets: round trips/s | CPU us/trip | p99",
-                     _f(w.get("round_trips_per_s")), f"{_f(w.get('cpu_us_per_round_trip'), 2)} us",
-                     _ms(w.get("p99_us")), "ours <= websockets",
+                     num(w.get("round_trips_per_s")), f"{num(w.get('cpu_us_per_round_trip'), 2)} us",
+                     ms(w.get("p99_us")), "ours <= websockets",
                      _yn(o.get("cpu_us_per_round_trip"), w.get("cpu_us_per_round_trip"),
                          lambda a, b: a <= b)))
         rows.append(("3 echo: ours / websockets, CPU per round trip", "", "",
@@ -1042,7 +1058,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row("4 idle: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
         n.get("server_cpu_us_per_handshake"))
     row("4 idle: load generator CPU share", o.get("loadgen_cpu_share"),
-        n.get("loadgen_cpu_share"), fmt=_pct)
+        n.get("loadgen_cpu_share"), fmt=pct)
     rows.append((f"4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
                  "", "", ""))
     sc = results.get("scale", {})
@@ -1053,10 +1069,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         b = v.get("node", {}).get("cpu_us_per_delivery")
         flat = None if a is None or not base else abs(a / base - 1) <= 0.15
         row(f"5 cost per delivery at {k} clients (us)", a, b,
-            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=lambda x: _f(x, 2))
+            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=lambda x: num(x, 2))
         row(f"5 same + softirq on the server core at {k} clients (us)",
             v.get("ours", {}).get("cpu_us_per_delivery_with_softirq"),
-            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=lambda x: _f(x, 2))
+            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=lambda x: num(x, 2))
     for k, v in sc.items():
         row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
             v.get("node", {}).get("deliveries_per_s"))
@@ -1067,7 +1083,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
             fmt=lambda x: "-" if x is None else str(x))
         row(f"5 other load on the server core at {k} clients",
             v.get("ours", {}).get("foreign_cpu_share"), v.get("node", {}).get("foreign_cpu_share"),
-            fmt=_pct)
+            fmt=pct)
     for k, v in sc.items():
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
@@ -1090,7 +1106,7 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     if w6.get("skipped"):
         add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
         return
-    us = lambda x: _f(x, 2)  # noqa: E731
+    us = lambda x: num(x, 2)  # noqa: E731
     lost = lambda x: "-" if x is None else str(x)  # noqa: E731
 
     def perProcess(label: str, workers: Any, single: Any) -> None:
@@ -1108,17 +1124,17 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     split = w.get("cpu_us_per_delivery_by_process") or {}
     add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
          " / ".join(us(split.get(k)) for k in ("supervisor", "workers", "redis")), "", "", "", ""))
-    row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
-    row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
     row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
         None if w.get("lost") is None else w["lost"] == 0, fmt=lost)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
-        n.get("server_cpu_share"), fmt=_pct)
+        n.get("server_cpu_share"), fmt=pct)
     row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
-        n.get("loadgen_cpu_share"), fmt=_pct)
+        n.get("loadgen_cpu_share"), fmt=pct)
     row("6 fan-out: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
-        fmt=_pct)
+        fmt=pct)
     spread = w.get("clients_per_worker")
     add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
          "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
@@ -1127,8 +1143,8 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
     w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
                results.get("fixed_rate", {}).get("node", {}))
-    row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=_ms)
-    row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=_ms)
+    row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
     row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=lost)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
@@ -1145,7 +1161,7 @@ def _spreadCell(r: dict[str, Any]) -> str:
     return " / ".join(str(v) for v in spread.values()) if spread else "-"
 
 
-def _spread(r: dict[str, Any]) -> str:
+def spreadNote(r: dict[str, Any]) -> str:
     """
     The clients per worker for a progress line, or nothing for one process.
     """
@@ -1168,12 +1184,12 @@ def profileReport(profiles: dict[str, Any]) -> list[str]:
     for label, prof in profiles.items():
         out.append(f"py-spy, our server under {label} ({prof['samples']} samples):")
         out.append("  self time:")
-        out.extend(f"    {pct:5.1f}%  {f}" for f, pct in prof["self"])
+        out.extend(f"    {share:5.1f}%  {f}" for f, share in prof["self"])
         out.append("  inclusive, below the reactor loop (wsservice/, autobahn/, twisted/web):")
         shown = 0
-        for f, pct in prof["inclusive"]:
-            if pct < 85 and f.startswith(("wsservice/", "autobahn/", "twisted/web/")) and shown < 20:
-                out.append(f"    {pct:5.1f}%  {f}")
+        for f, share in prof["inclusive"]:
+            if share < 85 and f.startswith(("wsservice/", "autobahn/", "twisted/web/")) and shown < 20:
+                out.append(f"    {share:5.1f}%  {f}")
                 shown += 1
     return out
 
@@ -1222,7 +1238,7 @@ def main(argv: list[str] | None = None) -> int:
     log = lambda s: print(s, flush=True)  # noqa: E731
     started = time.monotonic()
     ensureWs(npm)
-    cores = _cores()
+    cores = usableCores()
     if len(cores) < 2 or not {SERVER_CORE, LOAD_CORE} <= cores:
         log(f"warning: cores {sorted(cores)} available; server and load are not on separate cores")
     plan = QUICK if args.quick else FULL
