@@ -6,6 +6,7 @@ py-spy's profiles.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections import Counter
@@ -16,7 +17,36 @@ from bench.targets import oneSided
 from tests.support.processes import REPO
 
 if TYPE_CHECKING:
-    from bench.scenarios import Plan
+    from bench.scenarios import Bench, Plan
+
+
+def resultsText(bench: Bench, profiles: dict[str, Any], kind: str, elapsed: float) -> list[str]:
+    """
+    What a C{kind} ("quick" or "full") run prints at its end: the table, the
+    profiles, the notes, and the errors (C{Errors: none}, which the smoke
+    test looks for, when there are none).
+    """
+    lines = ["", f"## Results ({kind} run, {elapsed:.0f} s)", "", *table(bench.results, bench.plan)]
+    if profiles:
+        lines += ["", *profileReport(profiles)]
+    if bench.notes:
+        lines += ["", "Notes:", *(f"  - {n}" for n in bench.notes)]
+    if bench.errors:
+        lines += ["", "Errors:", *(f"  - {e}" for e in bench.errors)]
+    else:
+        lines += ["", "Errors: none"]
+    return lines
+
+
+def writeResults(path: Path, bench: Bench, profiles: dict[str, Any], elapsed: float) -> None:
+    """
+    The raw figures of a run, with its plan, profiles, notes and errors, as
+    JSON at C{path}.
+    """
+    path.write_text(json.dumps({"plan": bench.plan.__dict__, "results": bench.results,
+                                "profiles": profiles, "errors": bench.errors,
+                                "notes": bench.notes,
+                                "elapsed_s": elapsed}, indent=1, default=str))
 
 
 def num(x: Any, digits: int = 1) -> str:

@@ -18,16 +18,20 @@ fixed 50 msg/s; 3) echo round trips (Node C{ws} and Python C{websockets} as
 references); 4) idle connections: handshakes/s and memory per connection;
 5) cost per delivery against room size; 6) 1 and 2 again against
 C{--workers 2} sharing the room through a throwaway redis-server (not
-CPU-isolated: see L{WORKERS_PINNING}; skipped without redis-server).
-C{--profile} (on by default in the full run when py-spy is installed)
-re-runs 1 and 3 on our server under C{py-spy record} and prints the hottest
-functions.
+CPU-isolated: see L{bench.targets.WORKERS_PINNING}; skipped without
+redis-server).  C{--profile} (on by default in the full run when py-spy is
+installed) re-runs 1, 3 and a handshake burst on our server under C{py-spy
+record} and prints the hottest functions.
+
+This file is the command line only: C{procs} reads C{/proc} and pins
+processes, C{targets} starts the servers under test, C{loadrun} drives
+C{loadgen.js}, C{scenarios} holds the plans and the scenarios, and
+C{report} prints the table.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import subprocess
 import sys
@@ -35,11 +39,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+BENCH = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH.parent))
 
-from bench.loadrun import BENCH, ensureWs  # noqa: E402
+from bench.loadrun import ensureWs  # noqa: E402
 from bench.procs import LOAD_CORE, SERVER_CORE, BenchError, usableCores  # noqa: E402
-from bench.report import profileReport, table  # noqa: E402
+from bench.report import resultsText, writeResults  # noqa: E402
 from bench.scenarios import FULL, QUICK, Bench, findPySpy  # noqa: E402
 from tests.support.processes import REPO  # noqa: E402
 
@@ -70,10 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     cores = usableCores()
     if len(cores) < 2 or not {SERVER_CORE, LOAD_CORE} <= cores:
         log(f"warning: cores {sorted(cores)} available; server and load are not on separate cores")
-    plan = QUICK if args.quick else FULL
-    bench = Bench(plan, args.python, node, log, serverArgs=args.server_arg)
-    log(f"bench: {'quick' if args.quick else 'full'} run, server on core {SERVER_CORE}, "
-        f"load generator on core {LOAD_CORE}, node {subprocess.run([node, '--version'], capture_output=True, text=True).stdout.strip()}")
+    kind = "quick" if args.quick else "full"
+    bench = Bench(QUICK if args.quick else FULL, args.python, node, log,
+                  serverArgs=args.server_arg)
+    version = subprocess.run([node, "--version"], capture_output=True, text=True).stdout.strip()
+    log(f"bench: {kind} run, server on core {SERVER_CORE}, load generator on core {LOAD_CORE}, "
+        f"node {version}")
     if args.server_arg:
         log(f"our service gets extra options: {' '.join(args.server_arg)}")
     try:
@@ -92,22 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             except BenchError as e:
                 bench.notes.append(f"profiling failed: {e}")
     elapsed = time.monotonic() - started
-    lines = ["", f"## Results ({'quick' if args.quick else 'full'} run, {elapsed:.0f} s)", "",
-             *table(bench.results, plan)]
-    if profiles:
-        lines += ["", *profileReport(profiles)]
-    if bench.notes:
-        lines += ["", "Notes:", *(f"  - {n}" for n in bench.notes)]
-    if bench.errors:
-        lines += ["", "Errors:", *(f"  - {e}" for e in bench.errors)]
-    else:
-        lines += ["", "Errors: none"]
-    print("\n".join(lines), flush=True)
+    print("\n".join(resultsText(bench, profiles, kind, elapsed)), flush=True)
     out = args.json or BENCH / f"results-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}.json"
-    out.write_text(json.dumps({"plan": plan.__dict__, "results": bench.results,
-                               "profiles": profiles, "errors": bench.errors,
-                               "notes": bench.notes,
-                               "elapsed_s": elapsed}, indent=1, default=str))
+    writeResults(out, bench, profiles, elapsed)
     return 1 if bench.errors else 0
 
 
