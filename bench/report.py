@@ -68,6 +68,20 @@ def ms(us: Any) -> str:
     return "-" if us is None else f"{us / 1000:.2f} ms"
 
 
+def cost(us: Any) -> str:
+    """
+    A cost in microseconds of CPU per unit of work, to two decimals.
+    """
+    return num(us, 2)
+
+
+def whole(x: Any) -> str:
+    """
+    A count (clients, messages lost) as it is, C{-} for none.
+    """
+    return "-" if x is None else str(x)
+
+
 def pct(x: Any) -> str:
     """
     A share (1.0 is one core, or all) as a whole percentage, C{-} for none.
@@ -104,14 +118,14 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
         n.get("cpu_us_per_delivery"), "<= 0.9x",
         ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
-        fmt=lambda x: num(x, 2))
+        fmt=cost)
     row("1 fan-out: same + all softirq on the server core (us)",
         o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
-        "", None, fmt=lambda x: num(x, 2))
+        "", None, fmt=cost)
     row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
     row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
-        None if o.get("lost") is None else (o.get("lost") == 0), fmt=lambda x: "-" if x is None else str(x))
+        None if o.get("lost") is None else (o.get("lost") == 0), fmt=whole)
     row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=pct)
@@ -125,15 +139,15 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
         "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
-        fmt=lambda x: "-" if x is None else str(x))
+        fmt=whole)
     row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
-        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=lambda x: num(x, 2))
+        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     ec = results.get("echo", {})
     o, n, w = ec.get("ours", {}), ec.get("node", {}), ec.get("websockets", {})
     row(f"3 echo ({plan.echoClients} clients): round trips/s", o.get("round_trips_per_s"),
         n.get("round_trips_per_s"))
     row("3 echo: server CPU per round trip (us)", o.get("cpu_us_per_round_trip"),
-        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=lambda x: num(x, 2))
+        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=cost)
     row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
     row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("3 echo: load generator CPU share", o.get("loadgen_cpu_share"),
@@ -160,7 +174,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         n.get("server_cpu_us_per_handshake"))
     row("4 idle: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=pct)
-    rows.append((f"4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
+    rows.append(("4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
                  "", "", ""))
     sc = results.get("scale", {})
     oursCost = {k: v.get("ours", {}).get("cpu_us_per_delivery") for k, v in sc.items()}
@@ -170,10 +184,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         b = v.get("node", {}).get("cpu_us_per_delivery")
         flat = None if a is None or not base else abs(a / base - 1) <= 0.15
         row(f"5 cost per delivery at {k} clients (us)", a, b,
-            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=lambda x: num(x, 2))
+            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=cost)
         row(f"5 same + softirq on the server core at {k} clients (us)",
             v.get("ours", {}).get("cpu_us_per_delivery_with_softirq"),
-            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=lambda x: num(x, 2))
+            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=cost)
     for k, v in sc.items():
         row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
             v.get("node", {}).get("deliveries_per_s"))
@@ -181,7 +195,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
             v.get("node", {}).get("clients"), str(k),
             None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
-            fmt=lambda x: "-" if x is None else str(x))
+            fmt=whole)
         row(f"5 other load on the server core at {k} clients",
             v.get("ours", {}).get("foreign_cpu_share"), v.get("node", {}).get("foreign_cpu_share"),
             fmt=pct)
@@ -207,8 +221,6 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     if w6.get("skipped"):
         add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
         return
-    us = lambda x: num(x, 2)  # noqa: E731
-    lost = lambda x: "-" if x is None else str(x)  # noqa: E731
 
     def perProcess(label: str, workers: Any, single: Any) -> None:
         add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
@@ -219,17 +231,18 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
         "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
     perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
     row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
-        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
                o.get("cpu_us_per_delivery"))
     split = w.get("cpu_us_per_delivery_by_process") or {}
     add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
-         " / ".join(us(split.get(k)) for k in ("supervisor", "workers", "redis")), "", "", "", ""))
+         " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
+         "", "", "", ""))
     row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
     row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
-        None if w.get("lost") is None else w["lost"] == 0, fmt=lost)
+        None if w.get("lost") is None else w["lost"] == 0, fmt=whole)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
         n.get("server_cpu_share"), fmt=pct)
     row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
@@ -247,9 +260,9 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
-    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=lost)
+    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=whole)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
-        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=us)
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
                o.get("cpu_us_per_delivery"))
 
