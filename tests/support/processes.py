@@ -35,6 +35,14 @@ def freePort() -> int:
         return s.getsockname()[1]
 
 
+def serviceCommand(*args: str, python: str = sys.executable) -> list[str]:
+    """
+    C{twistd -n wsservice} with C{args} under C{python}: the tests' own
+    interpreter, or the one the benchmark is told to measure.
+    """
+    return [python, *TWISTD[1:], "-n", "--pidfile=", "wsservice", *args]
+
+
 class ServiceProcess:
     """
     C{twistd -n wsservice} in a child process, with this checkout first on
@@ -77,7 +85,7 @@ class ServiceProcess:
         return f"{scheme}://127.0.0.1:{self.port}{path}"
 
     def command(self) -> list[str]:
-        return [*TWISTD, "-n", "--pidfile=", "wsservice", *self.args]
+        return serviceCommand(*self.args)
 
     def start(self, timeout: float = 20) -> "ServiceProcess":
         env = dict(os.environ, **self.extraEnv)

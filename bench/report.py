@@ -1,0 +1,358 @@
+"""
+What a run prints: the table of figures and ratios (ours / Node) with the
+targets, the formatting shared with the progress lines, and the summary of
+py-spy's profiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from bench.targets import oneSided
+from tests.support.processes import REPO
+
+if TYPE_CHECKING:
+    from bench.scenarios import Bench, Plan
+
+
+def resultsText(bench: Bench, profiles: dict[str, Any], kind: str, elapsed: float) -> list[str]:
+    """
+    What a C{kind} ("quick" or "full") run prints at its end: the table, the
+    profiles, the notes, and the errors (C{Errors: none}, which the smoke
+    test looks for, when there are none).
+    """
+    lines = ["", f"## Results ({kind} run, {elapsed:.0f} s)", "", *table(bench.results, bench.plan)]
+    if profiles:
+        lines += ["", *profileReport(profiles)]
+    if bench.notes:
+        lines += ["", "Notes:", *(f"  - {n}" for n in bench.notes)]
+    if bench.errors:
+        lines += ["", "Errors:", *(f"  - {e}" for e in bench.errors)]
+    else:
+        lines += ["", "Errors: none"]
+    return lines
+
+
+def writeResults(path: Path, bench: Bench, profiles: dict[str, Any], elapsed: float) -> None:
+    """
+    The raw figures of a run, with its plan, profiles, notes and errors, as
+    JSON at C{path}.
+    """
+    path.write_text(json.dumps({"plan": bench.plan.__dict__, "results": bench.results,
+                                "profiles": profiles, "errors": bench.errors,
+                                "notes": bench.notes,
+                                "elapsed_s": elapsed}, indent=1, default=str))
+
+
+def num(x: Any, digits: int = 1) -> str:
+    """
+    A figure for the table and the progress lines: C{digits} decimals below
+    1,000, whole with thousands separators above, C{-} for none.
+    """
+    if x is None:
+        return "-"
+    if isinstance(x, (int, float)) and abs(x) >= 1000:
+        return f"{x:,.0f}"
+    return f"{x:.{digits}f}"
+
+
+def ms(us: Any) -> str:
+    """
+    Microseconds as milliseconds, C{-} for none.
+    """
+    return "-" if us is None else f"{us / 1000:.2f} ms"
+
+
+def cost(us: Any) -> str:
+    """
+    A cost in microseconds of CPU per unit of work, to two decimals.
+    """
+    return num(us, 2)
+
+
+def whole(x: Any) -> str:
+    """
+    A count (clients, messages lost) as it is, C{-} for none.
+    """
+    return "-" if x is None else str(x)
+
+
+def pct(x: Any) -> str:
+    """
+    A share (1.0 is one core, or all) as a whole percentage, C{-} for none.
+    """
+    return "-" if x is None else f"{100 * x:.0f}%"
+
+
+def _ratio(a: Any, b: Any) -> str:
+    if a is None or b in (None, 0):
+        return "-"
+    return f"{a / b:.2f}x"
+
+
+def table(results: dict[str, Any], plan: Plan) -> list[str]:
+    rows: list[tuple[str, ...]] = []
+    header = ("Scenario / metric", "wsservice", "Node ws", "ours / Node", "Target", "Met")
+
+    def row(label: str, a: Any, b: Any, target: str = "", ok: bool | None = None,
+            fmt: Callable[[Any], str] = num) -> None:
+        rows.append((label, fmt(a), fmt(b), _ratio(a, b), target,
+                     "" if ok is None else ("yes" if ok else "**no**")))
+
+    def ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
+        if a is None or b in (None, 0):
+            return None
+        return test(a / b)
+
+    fo = results.get("fanout", {})
+    o, n = fo.get("ours", {}), fo.get("node", {})
+    c = plan.fanClients
+    row(f"1 fan-out ({c} clients, {plan.senders} senders): deliveries/s",
+        o.get("deliveries_per_s"), n.get("deliveries_per_s"), ">= 1.0x",
+        ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
+    row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
+        n.get("cpu_us_per_delivery"), "<= 0.9x",
+        ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
+        fmt=cost)
+    row("1 fan-out: same + all softirq on the server core (us)",
+        o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
+        "", None, fmt=cost)
+    row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
+    row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
+        None if o.get("lost") is None else (o.get("lost") == 0), fmt=whole)
+    row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
+    row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
+    row("1 fan-out: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=pct)
+    row("1 fan-out: softirq on the server core (part of other load)",
+        o.get("softirq_share"), n.get("softirq_share"), fmt=pct)
+    fr = results.get("fixed_rate", {})
+    o, n = fr.get("ours", {}), fr.get("node", {})
+    row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
+        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
+    row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
+        fmt=whole)
+    row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
+        o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
+    ec = results.get("echo", {})
+    o, n, w = ec.get("ours", {}), ec.get("node", {}), ec.get("websockets", {})
+    row(f"3 echo ({plan.echoClients} clients): round trips/s", o.get("round_trips_per_s"),
+        n.get("round_trips_per_s"))
+    row("3 echo: server CPU per round trip (us)", o.get("cpu_us_per_round_trip"),
+        n.get("cpu_us_per_round_trip"), "<= websockets", None, fmt=cost)
+    row("3 echo: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
+    row("3 echo: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
+    row("3 echo: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
+    row("3 echo: other load on the server core", o.get("foreign_cpu_share"),
+        n.get("foreign_cpu_share"), fmt=pct)
+    if w:
+        rows.append(("3 echo: Python websockets: round trips/s | CPU us/trip | p99",
+                     num(w.get("round_trips_per_s")), f"{num(w.get('cpu_us_per_round_trip'), 2)} us",
+                     ms(w.get("p99_us")), "ours <= websockets",
+                     _yn(o.get("cpu_us_per_round_trip"), w.get("cpu_us_per_round_trip"),
+                         lambda a, b: a <= b)))
+        rows.append(("3 echo: ours / websockets, CPU per round trip", "", "",
+                     _ratio(o.get("cpu_us_per_round_trip"), w.get("cpu_us_per_round_trip")), "", ""))
+    idl = results.get("idle", {})
+    o, n = idl.get("ours", {}), idl.get("node", {})
+    row(f"4 idle ({plan.idleClients} connections): handshakes/s", o.get("handshakes_per_s"),
+        n.get("handshakes_per_s"), ">= 5,000/s",
+        None if o.get("handshakes_per_s") is None else o["handshakes_per_s"] >= 5000)
+    row("4 idle: server memory per connection (KiB)", o.get("kib_per_connection"),
+        n.get("kib_per_connection"), "<= 6 KiB",
+        None if o.get("kib_per_connection") is None else o["kib_per_connection"] <= 6)
+    row("4 idle: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
+        n.get("server_cpu_us_per_handshake"))
+    row("4 idle: load generator CPU share", o.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
+    rows.append(("4 idle: rooms (ours) / server", f"{o.get('rooms', '-')} rooms", "1 (no rooms)",
+                 "", "", ""))
+    sc = results.get("scale", {})
+    oursCost = {k: v.get("ours", {}).get("cpu_us_per_delivery") for k, v in sc.items()}
+    base = oursCost.get(str(plan.scaleClients[0]))
+    for k, v in sc.items():
+        a = v.get("ours", {}).get("cpu_us_per_delivery")
+        b = v.get("node", {}).get("cpu_us_per_delivery")
+        flat = None if a is None or not base else abs(a / base - 1) <= 0.15
+        row(f"5 cost per delivery at {k} clients (us)", a, b,
+            f"within 15% of {plan.scaleClients[0]}-client cost", flat, fmt=cost)
+        row(f"5 same + softirq on the server core at {k} clients (us)",
+            v.get("ours", {}).get("cpu_us_per_delivery_with_softirq"),
+            v.get("node", {}).get("cpu_us_per_delivery_with_softirq"), fmt=cost)
+    for k, v in sc.items():
+        row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
+            v.get("node", {}).get("deliveries_per_s"))
+    for k, v in sc.items():
+        row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
+            v.get("node", {}).get("clients"), str(k),
+            None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
+            fmt=whole)
+        row(f"5 other load on the server core at {k} clients",
+            v.get("ours", {}).get("foreign_cpu_share"), v.get("node", {}).get("foreign_cpu_share"),
+            fmt=pct)
+    for k, v in sc.items():
+        row(f"5 setup (connect + settle) at {k} clients (s)",
+            _sum(v.get("ours", {}), "connect_s", "settle_s"),
+            _sum(v.get("node", {}), "connect_s", "settle_s"))
+    _workersRows(results, plan, row, rows.append)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
+            *map(fmtRow, rows)]
+
+
+def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
+                 add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 6's rows: C{--workers 2} with Redis against Node, and against
+    our single process in scenarios 1 and 2 of the same run ("2 workers / 1
+    process"; "-" when those did not run).
+    """
+    w6 = results.get("workers2_redis") or {}
+    if w6.get("skipped"):
+        add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
+        return
+
+    def perProcess(label: str, workers: Any, single: Any) -> None:
+        add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
+
+    w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
+               results.get("fanout", {}).get("node", {}))
+    row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
+        "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
+    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
+    row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
+    perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
+    split = w.get("cpu_us_per_delivery_by_process") or {}
+    add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
+         " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
+         "", "", "", ""))
+    row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
+    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
+        None if w.get("lost") is None else w["lost"] == 0, fmt=whole)
+    row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
+        n.get("server_cpu_share"), fmt=pct)
+    row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
+    row("6 fan-out: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
+        fmt=pct)
+    spread = w.get("clients_per_worker")
+    add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
+         "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    setup = lambda r: _sum(r, "connect_s", "settle_s")  # noqa: E731
+    row("6 fan-out: setup (connect + settle) (s)", setup(w), setup(n))
+    perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
+    w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
+               results.get("fixed_rate", {}).get("node", {}))
+    row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
+    row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=whole)
+    row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
+        w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
+               o.get("cpu_us_per_delivery"))
+
+
+def _spreadCell(r: dict[str, Any]) -> str:
+    """
+    How many clients each worker accepted, as C{"489 / 511"}.
+    """
+    spread = r.get("clients_per_worker")
+    return " / ".join(str(v) for v in spread.values()) if spread else "-"
+
+
+def spreadNote(r: dict[str, Any]) -> str:
+    """
+    The clients per worker for a progress line, or nothing for one process.
+    """
+    return f", clients per worker {_spreadCell(r)}" if r.get("clients_per_worker") else ""
+
+
+def _sum(d: dict[str, Any], *keys: str) -> float | None:
+    vals = [d.get(k) for k in keys]
+    return None if any(v is None for v in vals) else sum(vals)
+
+
+def _yn(a: Any, b: Any, test: Callable[[float, float], bool]) -> str:
+    if a is None or b is None:
+        return ""
+    return "yes" if test(a, b) else "**no**"
+
+
+def profileReport(profiles: dict[str, Any]) -> list[str]:
+    out = []
+    for label, prof in profiles.items():
+        out.append(f"py-spy, our server under {label} ({prof['samples']} samples):")
+        out.append("  self time:")
+        out.extend(f"    {share:5.1f}%  {f}" for f, share in prof["self"])
+        out.append("  inclusive, below the reactor loop (wsservice/, autobahn/, twisted/web):")
+        shown = 0
+        for f, share in prof["inclusive"]:
+            if share < 85 and f.startswith(("wsservice/", "autobahn/", "twisted/web/")) and shown < 20:
+                out.append(f"    {share:5.1f}%  {f}")
+                shown += 1
+    return out
+
+
+def summariseProfile(text: str, top: int = 15) -> dict[str, Any]:
+    """
+    Self and inclusive sample shares per function from py-spy's raw
+    (collapsed stacks) output.
+    """
+    selfs: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for line in text.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack:
+            continue
+        n = int(count)
+        total += n
+        frames = [_frame(f) for f in stack.split(";")]
+        selfs[frames[-1]] += n
+        for f in set(frames):
+            incl[f] += n
+    share = lambda c: round(100 * c / total, 1) if total else 0.0  # noqa: E731
+    return {
+        "samples": total,
+        "self": [(f, share(c)) for f, c in selfs.most_common(top)],
+        "inclusive": [(f, share(c)) for f, c in incl.most_common(top * 3)],
+    }
+
+
+def _frame(frame: str) -> str:
+    """
+    C{"sendPreparedMessage (autobahn/websocket/protocol.py)"} as
+    C{autobahn/websocket/protocol.py:sendPreparedMessage}.
+    """
+    m = re.match(r"(.*) \((.*)\)$", frame.strip())
+    if not m:
+        return frame.strip()
+    func, path = m.groups()
+    for marker in ("site-packages/", "/lib/python3"):
+        if marker in path:
+            path = path.split(marker, 1)[1]
+            if marker == "/lib/python3":
+                path = "stdlib/" + path.split("/", 1)[1]
+            break
+    else:
+        if os.path.isabs(path):
+            try:
+                path = str(Path(path).relative_to(REPO))
+            except ValueError:
+                pass
+    return f"{path}:{func}"
