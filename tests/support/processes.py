@@ -22,6 +22,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent.parent
 #: The twistd command of the interpreter running the tests.
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+#: The arguments that put a service on a free loopback port.
+LOOPBACK = ("--port", "0", "--interface", "127.0.0.1")
 LISTENING = re.compile(r"wsservice (?:\(TLS\) )?starting on (\S+)")
 
 
