@@ -30,7 +30,7 @@ clean:
 
 # The Autobahn Testsuite against the echo handler: the 301 cases without
 # compression (also run by `make test`); FULL=1 runs all 517 cases with
-# permessage-deflate (about 15 minutes). tools/conformance/ installs the
+# permessage-deflate (about 20 minutes). tools/conformance/ installs the
 # suite on first use (README.md there says where and why).
 CONFORMANCE_PORT ?= 9001
 conformance: $(INSTALLED)
