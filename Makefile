@@ -30,8 +30,8 @@ clean:
 
 # The Autobahn Testsuite against the echo handler: the 301 cases without
 # compression (also run by `make test`); FULL=1 runs all 517 cases with
-# permessage-deflate (about 15 minutes).
-COMPLIANCE ?= ../shared/tools/compliance/run.sh
+# permessage-deflate (about 20 minutes). tools/conformance/ installs the
+# suite on first use (README.md there says where and why).
 CONFORMANCE_PORT ?= 9001
 conformance: $(INSTALLED)
 	$(VENV)/bin/twistd --nodaemon --pidfile= wsservice --port $(CONFORMANCE_PORT) \
@@ -40,7 +40,7 @@ conformance: $(INSTALLED)
 	server=$$!; trap 'kill $$server' EXIT; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(CONFORMANCE_PORT)/healthz >/dev/null && break; \
 	    sleep 0.2; done; \
-	bash $(COMPLIANCE) -p echo $(if $(FULL),-t 2400,--no-compression) \
+	$(PY) tools/conformance/run.py $(if $(FULL),--timeout 2400,--no-compression) \
 	    ws://127.0.0.1:$(CONFORMANCE_PORT) conformance-report
 
 # The benchmark against the reference Node ws servers (README.md,
