@@ -83,6 +83,7 @@ class ServiceConfig:
     @ivar brokerURL: C{redis://host:port/db} to span rooms across processes,
         or C{None} for the in-process hub.
     @ivar workers: how many worker processes share the listeners.
+    @ivar logConnections: log a line for each connection opened and closed.
     """
 
     listen: tuple[str, ...]
@@ -94,6 +95,7 @@ class ServiceConfig:
     perMessageDeflate: bool = False
     brokerURL: str | None = None
     workers: int = 1
+    logConnections: bool = True
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class ProtocolSettings:
     defaultSubprotocol: str | None
     allowedOrigins: tuple[str, ...] = ()
     perMessageDeflate: bool = False
+    logConnections: bool = True
 
     @classmethod
     def fromConfig(cls, config: ServiceConfig) -> "ProtocolSettings":
@@ -116,4 +119,5 @@ class ProtocolSettings:
             defaultSubprotocol=config.defaultSubprotocol,
             allowedOrigins=config.allowedOrigins,
             perMessageDeflate=config.perMessageDeflate,
+            logConnections=config.logConnections,
         )

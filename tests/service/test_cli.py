@@ -33,7 +33,8 @@ def test_help_documents_every_option():
                    "--max-send-buffer", "--max-messages-per-second", "--max-connections",
                    "--ping-interval", "--ping-timeout", "--allowed-origin", "--shutdown-timeout",
                    "--open-handshake-timeout", "--close-handshake-timeout",
-                   "--permessage-deflate"):
+                   "--permessage-deflate", "--presence-list", "--presence-interval",
+                   "--presence-limit", "--no-connection-log", "backlog="):
         assert option in result.stdout, option
 
 

@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from websockets.sync.client import unix_connect
 
+from tests.support.tools import requireTool
 from tests.support.wsclient import open_, recvJSON
 
 
@@ -76,3 +77,45 @@ def test_unix_socket_listener(tmp_path, serviceFactory):
     with unix_connect(str(socketPath), "ws://localhost/", subprotocols=["echo"], open_timeout=10) as ws:
         ws.send("local")
         assert ws.recv(timeout=10) == "local"
+
+
+def listenQueue(port: int) -> int:
+    """
+    The accept queue (backlog) of the socket listening on C{port}, as the
+    kernel reports it (C{ss}: Send-Q of a listening socket).
+    """
+    import subprocess
+
+    ss = requireTool("ss")
+    out = subprocess.run([ss, "-Hltn", f"sport = :{port}"], capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[2])
+
+
+def test_port_listens_with_a_backlog_for_connection_storms(serviceFactory):
+    """
+    --port listens with the system's somaxconn (at least 1024), not
+    Twisted's 50, so thousands of clients connecting at once are not made to
+    retransmit their SYNs; --listen takes backlog= itself.
+    """
+    with open("/proc/sys/net/core/somaxconn") as f:
+        somaxconn = int(f.read())  # the kernel's cap on any backlog
+    service = serviceFactory()
+    assert listenQueue(service.port) == somaxconn
+    listened = serviceFactory("--listen", "tcp:0:interface=127.0.0.1:backlog=77")
+    assert listenQueue(listened.port) == 77
+
+
+def test_connection_lines_can_be_switched_off(serviceFactory):
+    """
+    --no-connection-log drops the open and close lines, not the refusals.
+    """
+    from tests.support.wsclient import refusal
+
+    service = serviceFactory("--no-connection-log")
+    with open_(service.url("/quiet"), "echo") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+    assert refusal(service.url("/"), "nope")[0] == 400
+    service.waitForLog(r"refused .*: 400 unsupported subprotocol nope")
+    assert not [line for line in service.lines if " open tcp" in line or " close tcp" in line]

@@ -113,13 +113,14 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
         rate = factory.settings.limits.maxMessagesPerSecond
         if rate > 0:
             self._bucket = TokenBucket(rate, max(2 * rate, 10.0), factory.clock.seconds())
-        self._log.info(
-            "open {peer} {subprotocol} {path} as {id}",
-            peer=connection.request.peer,
-            subprotocol=subprotocol,
-            path=connection.request.path,
-            id=connection.id,
-        )
+        if factory.settings.logConnections:
+            self._log.info(
+                "open {peer} {subprotocol} {path} as {id}",
+                peer=connection.request.peer,
+                subprotocol=subprotocol,
+                path=connection.request.path,
+                id=connection.id,
+            )
         context = HandlerContext(
             factory.clock,
             factory.rooms,
@@ -162,14 +163,15 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
             return
         factory.closed(self)
         factory.metrics.closedWith(self._metricLabels, code)
-        self._log.info(
-            "close {peer} {id} code={code} reason={reason!r} clean={clean}",
-            peer=self._connection.request.peer,
-            id=self._connection.id,
-            code=code,
-            reason=reason,
-            clean=wasClean,
-        )
+        if factory.settings.logConnections:
+            self._log.info(
+                "close {peer} {id} code={code} reason={reason!r} clean={clean}",
+                peer=self._connection.request.peer,
+                id=self._connection.id,
+                code=code,
+                reason=reason,
+                clean=wasClean,
+            )
         handler, self._handler = self._handler, None
         if handler is not None:
             try:

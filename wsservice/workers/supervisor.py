@@ -37,7 +37,7 @@ class ListenAddress:
     family: int
     interface: str
     port: int
-    backlog: int = 50
+    backlog: int = 1024
 
 
 def checkListen(description: str) -> ListenAddress:
@@ -70,7 +70,7 @@ def checkListen(description: str) -> ListenAddress:
     family = socket.AF_INET6 if kind == "tcp6" or ":" in options.get("interface", "") else socket.AF_INET
     default = "::" if family == socket.AF_INET6 else ""
     return ListenAddress(family, options.get("interface", default), port,
-                         int(options.get("backlog", 50)))
+                         int(options.get("backlog", 1024)))
 
 
 def openListener(address: ListenAddress) -> socket.socket:
