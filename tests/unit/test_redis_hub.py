@@ -231,8 +231,8 @@ def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
     hub._received(channel.encode(), event(5, "five"))
     hub._received(channel.encode(), event(6, "six"))
     assert member.got == [] and snapshots == []
-    join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, b"0",
-                      [b"node/1", b'{"name":"m"}']])
+    join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, b"",
+                      [b'{"name":"m"}']])
     assert snapshots[0].seq == 5 and [e["message"] for e in snapshots[0].history] == ["five"]
     assert snapshots[0].members == [{"name": "m"}] and snapshots[0].count == 1
     hub._received(channel.encode(), event(4, "late four"))

@@ -539,10 +539,10 @@ class RedisRoomHub(Service):
                 [f, encodeJSON(info), room, self._pageSize])
 
         def taken(reply: list[Any]) -> None:
-            seq, frames, count, cursor, flat = int(reply[0]), reply[1], int(reply[2]), reply[3], reply[4]
+            seq, frames, count, cursor, infos = int(reply[0]), reply[1], int(reply[2]), reply[3], reply[4]
             state.adoptSnapshot(seq, frames)
             state.lastCount = count
-            snap = RoomSnapshot(flat[1::2], _cursor(cursor), count, count, frames=frames, seq=seq)
+            snap = RoomSnapshot(infos, _cursor(cursor), count, count, frames=frames, seq=seq)
             state.activate(member, snap, result)
 
         def fallback(failure: Any) -> None:
@@ -601,12 +601,15 @@ class RedisRoomHub(Service):
             except ValueError:
                 offset = 0
             return succeed(state.localPage(offset, self._pageSize))
+        scan, _, skip = (after or "").partition(":")
+        if not (scan.isdigit() and skip.isdigit()):
+            scan, skip = "0", "0"
         d = self._eval(commands, scripts.MEMBERS, [self._keys.members(room)],
-                       [after or "0", self._pageSize])
+                       [scan, skip, self._pageSize])
 
         def page(reply: list[Any]) -> MemberPage:
-            count, cursor, flat = int(reply[0]), reply[1], reply[2]
-            return MemberPage(flat[1::2], _cursor(cursor), count, count)
+            count, cursor, infos = int(reply[0]), reply[1], reply[2]
+            return MemberPage(infos, _cursor(cursor), count, count)
 
         return d.addCallback(page)
 
@@ -730,7 +733,7 @@ class RedisRoomHub(Service):
 
 def _cursor(cursor: bytes | str) -> str | None:
     """
-    An HSCAN cursor as a page's C{next}: C{None} once the scan is done.
+    A page script's cursor as a page's C{next}: C{None} after the last.
     """
     text = cursor.decode("ascii") if isinstance(cursor, bytes) else str(cursor)
-    return None if text == "0" else text
+    return text or None

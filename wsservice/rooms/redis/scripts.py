@@ -108,11 +108,35 @@ redis.call('PUBLISH', KEYS[3], 'e ' .. string.format('%d', first) .. ' ' .. flag
 return first
 """.replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
+#: A page of a members hash: at most C{size} presence JSONs from the cursor
+#: C{"<HSCAN cursor>:<entries of that batch already given>"}, and the next
+#: such cursor ("" after the last page).  HSCAN alone cannot page a small
+#: hash, which it returns whole whatever its COUNT.
+_PAGE = """
+local function page(key, cursor, skip, size)
+  local out = {}
+  while true do
+    local scanned = redis.call('HSCAN', key, cursor, 'COUNT', size)
+    local flat = scanned[2]
+    local n = #flat / 2
+    local i = skip
+    while i < n and #out < size do
+      out[#out + 1] = flat[2 * i + 2]
+      i = i + 1
+    end
+    if i < n then return {cursor .. ':' .. i, out} end
+    cursor, skip = scanned[1], 0
+    if cursor == '0' then return {'', out} end
+    if #out >= size then return {cursor .. ':0', out} end
+  end
+end
+"""
+
 #: KEYS: members, seq, history, this node's rooms, history bytes.  ARGV:
 #: the joiner's field, its presence JSON, the room, the page size.  Adds the
 #: joiner, then takes the snapshot.  Returns {seq, history, count, the next
-#: page's cursor ("0": none), the first page (flat field, JSON, ...)}.
-JOIN = """
+#: page's cursor ("": none), the first page of presence JSONs}.
+JOIN = _PAGE + """
 local ROOM_TTL_MS = @ROOM_TTL_MS@
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[3])
@@ -121,15 +145,15 @@ local history = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[3], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[5], ROOM_TTL_MS)
-local page = redis.call('HSCAN', KEYS[1], '0', 'COUNT', ARGV[4])
-return {seq, history, redis.call('HLEN', KEYS[1]), page[1], page[2]}
+local first = page(KEYS[1], '0', 0, tonumber(ARGV[4]))
+return {seq, history, redis.call('HLEN', KEYS[1]), first[1], first[2]}
 """.replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
-#: KEYS: members.  ARGV: cursor, page size.  Returns {count, the next
-#: cursor ("0": none), the page (flat field, JSON, ...)}.
-MEMBERS = """
-local page = redis.call('HSCAN', KEYS[1], ARGV[1], 'COUNT', ARGV[2])
-return {redis.call('HLEN', KEYS[1]), page[1], page[2]}
+#: KEYS: members.  ARGV: HSCAN cursor, entries to skip, page size.
+#: Returns {count, the next cursor ("": none), the page of presence JSONs}.
+MEMBERS = _PAGE + """
+local result = page(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {redis.call('HLEN', KEYS[1]), result[1], result[2]}
 """
 
 #: KEYS: members, seq, history, this node's rooms.  ARGV: this node's id,
