@@ -35,7 +35,7 @@ clean:
 CONFORMANCE_PORT ?= 9001
 conformance: $(INSTALLED)
 	$(VENV)/bin/twistd --nodaemon --pidfile= wsservice --port $(CONFORMANCE_PORT) \
-	    --interface 127.0.0.1 --max-message-size 16777216 --max-messages-per-second 0 \
+	    --interface 127.0.0.1 --max-message-size 16777216 \
 	    $(if $(FULL),--permessage-deflate) > conformance-server.log 2>&1 & \
 	server=$$!; trap 'kill $$server' EXIT; \
 	for i in $$(seq 50); do curl -sf http://127.0.0.1:$(CONFORMANCE_PORT)/healthz >/dev/null && break; \

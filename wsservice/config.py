@@ -45,7 +45,11 @@ class Limits:
     @ivar maxSendBuffer: bytes that may wait in a connection's outgoing
         buffer before it is closed as too slow (4001).
     @ivar maxMessagesPerSecond: sustained incoming message rate per
-        connection (token bucket; bursts of twice this are allowed); 0 is off.
+        connection (bursts of twice this are allowed), for every handler; 0
+        is off; C{None} leaves it to each handler's own default (chat 100,
+        echo and clock none).
+    @ivar rateLimitGrace: seconds a connection may stay over its rate, read
+        only as fast as the rate allows, before it is closed with 4002.
     @ivar maxConnections: open WebSocket connections per process; 0 is off.
     @ivar pingInterval: seconds between server pings; 0 disables them.
     @ivar pingTimeout: seconds to wait for a pong before closing.
@@ -58,7 +62,8 @@ class Limits:
 
     maxMessageSize: int = 1024 * 1024
     maxSendBuffer: int = 4 * 1024 * 1024
-    maxMessagesPerSecond: float = 100.0
+    maxMessagesPerSecond: float | None = None
+    rateLimitGrace: float = 5.0
     maxConnections: int = 10000
     pingInterval: float = 30.0
     pingTimeout: float = 10.0

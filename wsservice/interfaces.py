@@ -206,6 +206,11 @@ class IHandlerFactory(Interface):
     """
     A subprotocol handler plugin: usually the handler class itself, declared
     with C{@provider(IPlugin, IHandlerFactory)}.
+
+    It may also have C{maxMessagesPerSecond}: the rate its clients may send
+    at unless C{--max-messages-per-second} says otherwise (no limit without
+    it).  A client over it is read more slowly, and closed with 4002 if it
+    stays over.
     """
 
     subprotocol = Attribute(

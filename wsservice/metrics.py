@@ -64,6 +64,10 @@ class ServiceMetrics:
         self._roomBytes = Counter(
             "wsservice_room_delivered_bytes", "Room event bytes delivered to members.",
             registry=r)
+        self._rateLimited = Counter(
+            "wsservice_rate_limited",
+            "Times a connection went over its message rate and was read more slowly.",
+            registry=r)
         self._slow = Counter(
             "wsservice_slow_reader_closes",
             "Connections closed because their send buffer overflowed.", registry=r)
@@ -112,6 +116,9 @@ class ServiceMetrics:
     def roomDelivered(self, size: int, count: int) -> None:
         self._roomMessages.inc(count)
         self._roomBytes.inc(size * count)
+
+    def rateLimited(self) -> None:
+        self._rateLimited.inc()
 
     def slowReaderClosed(self) -> None:
         self._slow.inc()

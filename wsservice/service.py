@@ -136,7 +136,8 @@ def buildFrontEnd(
 
     site = Site(buildRoot(factory, config.staticDir, metrics, healthy))
     site.displayTracebacks = False
-    frontDoor = FrontDoorFactory(site, factory, clock, config.limits.openHandshakeTimeout)
+    frontDoor = FrontDoorFactory(site, factory, clock, config.limits.openHandshakeTimeout,
+                                 metrics.handshakeRefused)
     return frontDoor, factory
 
 

@@ -93,9 +93,14 @@ class Options(usage.Options):
         ["max-send-buffer", None, 4 * 1024 * 1024,
          "Bytes that may wait unsent to one client before it is closed with 4001 (too slow).",
          _number("max-send-buffer", int)],
-        ["max-messages-per-second", None, 100.0,
-         "Messages per second one client may send on average (bursts of twice that); "
-         "over it closes with 4002. 0 disables.", _number("max-messages-per-second", float, allowZero=True)],
+        ["max-messages-per-second", None, None,
+         "Messages per second one client may send on average (bursts of twice that), for "
+         "every subprotocol; a client over it is read more slowly, and closed with 4002 if "
+         "it stays over for --rate-limit-grace. 0 disables. Default: each handler's own "
+         "(chat 100, echo and clock none).", _number("max-messages-per-second", float, allowZero=True)],
+        ["rate-limit-grace", None, 5.0,
+         "Seconds a client may stay over its message rate (read only as fast as the rate "
+         "allows) before it is closed with 4002.", _number("rate-limit-grace", float)],
         ["max-connections", None, 10000,
          "Open WebSocket connections per process; further handshakes get 503. 0 disables.",
          _number("max-connections", int, allowZero=True)],
@@ -227,6 +232,7 @@ class Options(usage.Options):
                 maxMessageSize=self["max-message-size"],
                 maxSendBuffer=self["max-send-buffer"],
                 maxMessagesPerSecond=self["max-messages-per-second"],
+                rateLimitGrace=self["rate-limit-grace"],
                 maxConnections=self["max-connections"],
                 pingInterval=self["ping-interval"],
                 pingTimeout=self["ping-timeout"],

@@ -20,6 +20,9 @@ def open_(url: str, *subprotocols: str, **kw: Any) -> ClientConnection:
     """
     kw.setdefault("open_timeout", TIMEOUT)
     kw.setdefault("max_size", None)
+    # Unread messages must not stop the client reading (16 by default), or
+    # a close frame behind them waits for the close timeout.
+    kw.setdefault("max_queue", None)
     return connect(url, subprotocols=list(subprotocols) or None, **kw)
 
 

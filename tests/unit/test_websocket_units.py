@@ -2,7 +2,7 @@
 Unit tests of the pieces of the WebSocket layer that decide alone.
 """
 
-from wsservice.websocket.limits import TokenBucket
+from wsservice.websocket.limits import RateGate
 from wsservice.websocket.negotiation import originAllowed
 
 
@@ -18,15 +18,38 @@ def test_origin_policy():
     assert not originAllowed("null", "h:1", ())
 
 
-def test_token_bucket_allows_bursts_then_the_rate():
+def test_rate_gate_allows_bursts_then_holds_at_the_rate():
     """
-    A bucket allows its burst at once, then refills at its rate.
+    A gate lets its burst through at once, then holds messages in order and
+    releases them at its rate.
     """
-    bucket = TokenBucket(rate=10, burst=20, now=0)
-    assert all(bucket.take(0) for _ in range(20))
-    assert not bucket.take(0)
-    assert bucket.take(0.1)
-    assert not bucket.take(0.1)
+    gate = RateGate(rate=10, burst=20, grace=5, now=0)
+    assert all(gate.admit(b"m", False, 0) for _ in range(20))
+    assert not gate.admit(b"a", False, 0) and not gate.admit(b"b", True, 0)
+    assert gate.holding == 2 and gate.wait(0) == 0.1
+    assert gate.release(0.05) == []
+    assert gate.release(0.1) == [(b"a", False)]
+    assert not gate.admit(b"c", False, 0.1)  # behind what waits, even with a token
+    assert gate.release(0.35) == [(b"b", True), (b"c", False)] and gate.holding == 0
+    assert gate.admit(b"d", False, 0.5)
+
+
+def test_rate_gate_says_when_a_client_stayed_over_its_grace():
+    """
+    A client whose messages keep waiting for the grace period on end is
+    over the limit; one whose burst drains in time is not.
+    """
+    gate = RateGate(rate=10, burst=10, grace=2, now=0)
+    for n in range(40):
+        gate.admit(b"x", False, 0)
+    gate.release(1.0)
+    assert gate.holding and not gate.expired(1.0)
+    assert gate.expired(2.0)
+    calm = RateGate(rate=10, burst=10, grace=2, now=0)
+    for n in range(15):
+        calm.admit(b"x", False, 0)
+    calm.release(1.0)
+    assert not calm.holding and not calm.expired(3.0)
 
 
 def test_autobahn_debug_formatting_is_lazy_and_unchanged():

@@ -85,6 +85,20 @@ def roomFromPath(path: str) -> str:
     return room or DEFAULT_ROOM
 
 
+def wellFormed(text: str) -> str:
+    """
+    C{text} with every lone surrogate (valid JSON can carry C{"\\ud800"},
+    which no UTF-8 frame can) replaced by U+FFFD.
+    """
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
+
+
 def cleanName(raw: Any, limit: int) -> str:
     """
     A display name: control characters removed, white space trimmed and
@@ -97,7 +111,7 @@ def cleanName(raw: Any, limit: int) -> str:
         for ch in raw
         if ch.isspace() or unicodedata.category(ch)[0] != "C"
     )
-    name = " ".join(printable.split())[:limit].strip()
+    name = " ".join(wellFormed(printable).split())[:limit].strip()
     return name or ANONYMOUS
 
 
@@ -117,6 +131,8 @@ class ChatHandler:
 
     subprotocol = "chat"
     description = "chat rooms by URL path: names, presence, history, ordered JSON messages"
+    #: People type; a client sending more than this is a script gone wrong.
+    maxMessagesPerSecond = 100
 
     __slots__ = (
         "_connection",
@@ -218,8 +234,8 @@ class ChatHandler:
     def _handleText(self, text: str) -> None:
         try:
             request = json.loads(text)
-        except ValueError:
-            request = None
+        except (ValueError, RecursionError):
+            request = None  # deeper than the parser goes is not JSON to us
         if not isinstance(request, dict):
             self._say(text)
             return
@@ -236,11 +252,11 @@ class ChatHandler:
                 raise ChatError(f'{kind} needs a "name"')
             return
         if kind != "message":
-            raise ChatError(f"unknown type {kind!r}; send {{\"message\": \"text\"}}")
+            raise ChatError(f"unknown type {repr(kind)[:40]}; send {{\"message\": \"text\"}}")
         message = request.get("message")
         if not isinstance(message, str):
             raise ChatError('a message needs "message": a string')
-        self._say(message)
+        self._say(wellFormed(message))
 
     def _members(self, after: Any) -> None:
         if after is not None and not isinstance(after, str):

@@ -41,7 +41,7 @@ def parseInterval(payload: bytes, isBinary: bool) -> float:
         raise ValueError("binary messages are not understood; send {\"interval\": seconds}")
     try:
         request = json.loads(payload)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ValueError("not JSON; send {\"interval\": seconds}")
     interval = request.get("interval") if isinstance(request, dict) else None
     if (

@@ -11,13 +11,16 @@ arrives on a kept-alive HTTP connection still works: twisted.web's tree
 routes it to a L{WebSocketResource}.
 
 A connection that has not sent a whole request head within the opening
-handshake timeout is dropped, so idle sockets cannot pile up unseen.
+handshake timeout is dropped, so idle sockets cannot pile up unseen, and a
+head longer than L{MAX_HEAD} (plain HTTP's bound) is answered with 431 at
+once: a head that never ends costs one scan of each byte and 16 KiB of
+memory, never more.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet.interfaces import IAddress, IDelayedCall, IProtocolFactory, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
@@ -26,8 +29,11 @@ from twisted.python.failure import Failure
 
 from wsservice.websocket._twisted import handOver
 
-#: A request head longer than this is handed to twisted.web, which refuses it.
+#: The longest request head, as for plain HTTP; longer ones get 431.
 MAX_HEAD = 16 * 1024
+#: Seconds a refused client has to read its answer before the connection drops.
+_REFUSAL_GRACE = 1.0
+_END = b"\r\n\r\n"
 _UPGRADE = re.compile(rb"\r\nupgrade:[^\r\n]*\bwebsocket\b", re.IGNORECASE)
 
 
@@ -43,7 +49,7 @@ class FrontDoor(Protocol):
 
     def __init__(self, addr: IAddress) -> None:
         self._addr = addr
-        self._buffer = b""
+        self._buffer = bytearray()
         self._inner: Protocol | None = None
         self._timer: IDelayedCall | None = None
 
@@ -71,28 +77,61 @@ class FrontDoor(Protocol):
         if inner is not None:
             inner.dataReceived(data)
             return
-        self._buffer += data
-        end = self._buffer.find(b"\r\n\r\n")
-        if end < 0 and len(self._buffer) <= MAX_HEAD:
+        buffer = self._buffer
+        # Only the new bytes (and three before them) can complete the head.
+        start = max(0, len(buffer) - 3)
+        buffer += data
+        end = buffer.find(_END, start, MAX_HEAD + len(_END))
+        if end < 0:
+            if len(buffer) > MAX_HEAD:
+                self._tooLarge()
             return
         self._stopTimer()
-        head = self._buffer[: end if end >= 0 else MAX_HEAD]
+        head = bytes(buffer[:end])
         factory = self.factory.websocket if _UPGRADE.search(head) else self.factory.web
         inner = factory.buildProtocol(self._addr)
         if inner is None:
             self.transport.loseConnection()
             return
         self._inner = inner
-        buffered, self._buffer = self._buffer, b""
+        buffered, self._buffer = bytes(buffer), bytearray()
         # Later reads skip this pass-through where the transport allows.
         handOver(self.transport, self, inner)
         inner.makeConnection(self.transport)
         inner.dataReceived(buffered)
 
+    def _tooLarge(self) -> None:
+        self._stopTimer()
+        reason = f"request head larger than {MAX_HEAD} bytes"
+        self._log.info("refused {peer}: 431 {reason}", peer=_peer(self._addr), reason=reason)
+        self.factory.refused("head-too-large")
+        body = (reason + "\n").encode("ascii")
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"Content-Type: text/plain; charset=utf-8\r\n"
+            b"Content-Length: %d\r\nConnection: close\r\n\r\n%s" % (len(body), body))
+        self._buffer = bytearray()
+        self._inner = _Discard()
+        # Half-close and stop reading: the client reads the answer and our
+        # end of file, and what it still sends waits in its own buffers,
+        # costing us nothing, until it closes or the grace is over.
+        self.transport.loseWriteConnection()
+        self.transport.pauseProducing()
+        self._timer = self.factory.clock.callLater(_REFUSAL_GRACE, self.transport.abortConnection)
+
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
         self._stopTimer()
         if self._inner is not None:
             self._inner.connectionLost(reason)
+
+
+class _Discard(Protocol):
+    """
+    What reads a connection that was refused while it closes.
+    """
+
+    def dataReceived(self, data: bytes) -> None:
+        pass
 
 
 class FrontDoorFactory(Factory):
@@ -105,6 +144,7 @@ class FrontDoorFactory(Factory):
     @ivar clock: the clock of the request-head timeout.
     @ivar timeout: seconds a connection may take to send its first request
         head; 0 waits forever.
+    @ivar refused: called with a label for each connection refused here.
     """
 
     def __init__(
@@ -113,11 +153,13 @@ class FrontDoorFactory(Factory):
         websocket: IProtocolFactory,
         clock: IReactorTime,
         timeout: float,
+        refused: Callable[[str], None] = lambda label: None,
     ) -> None:
         self.web = web
         self.websocket = websocket
         self.clock = clock
         self.timeout = timeout
+        self.refused = refused
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
         protocol = FrontDoor(addr)

@@ -274,8 +274,12 @@ class ServerProtocolBase(WebSocketServerProtocol):
     def failHandshake(self, reason: str, code: int = 400, responseHeaders: Any = None) -> None:
         """
         Refuse the opening handshake with C{code}, the reason as both the
-        status text and a plain-text body.
+        status text and a plain-text body.  A version Autobahn refuses gets
+        426 Upgrade Required with the versions it speaks (RFC 6455 4.4),
+        where Autobahn says 400.
         """
+        if any(name.lower() == "sec-websocket-version" for name, _ in responseHeaders or ()):
+            code = 426
         self.handshakeFailed(code, reason)
         body = (reason + "\n").encode("utf-8")
         status = reason.replace("\r", " ").replace("\n", " ")

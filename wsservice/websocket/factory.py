@@ -35,6 +35,7 @@ def protocolOptions(settings: ProtocolSettings) -> dict[str, Any]:
     """
     limits = settings.limits
     return dict(
+        versions=[13],
         maxFramePayloadSize=limits.maxMessageSize,
         maxMessagePayloadSize=limits.maxMessageSize,
         failByDrop=False,

@@ -24,7 +24,7 @@ from wsservice.websocket import (
 from wsservice.websocket._autobahn import ServerProtocolBase
 from wsservice.websocket._twisted import replaceProducer, writesDirectly
 from wsservice.websocket.connection import Connection, HandlerContext, Request
-from wsservice.websocket.limits import SendBudget, TokenBucket
+from wsservice.websocket.limits import RateGate, SendBudget
 from wsservice.websocket.negotiation import Refusal, negotiate
 from wsservice.websocket.writes import CoalescedWrites
 
@@ -44,9 +44,11 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
     _factoryChoice: IHandlerFactory | None = None
     _handler: IHandler | None = None
     _connection: Connection | None = None
-    _bucket: TokenBucket | None = None
+    _gate: RateGate | None = None
     _metricLabels: str | None = None
     _refusalLogged = False
+    # How often each kind of warning was logged, once, for this connection.
+    _warnings: dict[str, int] | None = None
 
     # -- opening handshake --------------------------------------------------
 
@@ -110,9 +112,13 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
         subprotocol = connection.subprotocol
         self._metricLabels = subprotocol
         factory.metrics.opened(subprotocol)
-        rate = factory.settings.limits.maxMessagesPerSecond
+        limits = factory.settings.limits
+        rate = limits.maxMessagesPerSecond
+        if rate is None:
+            rate = getattr(choice, "maxMessagesPerSecond", None) or 0
         if rate > 0:
-            self._bucket = TokenBucket(rate, max(2 * rate, 10.0), factory.clock.seconds())
+            self._gate = RateGate(rate, max(2 * rate, 10.0), limits.rateLimitGrace,
+                                  factory.clock.seconds())
         if factory.settings.logConnections:
             self._log.info(
                 "open {peer} {subprotocol} {path} as {id}",
@@ -136,23 +142,66 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """
-        Hand one message to the handler, within the connection's rate.
+        Hand one message to the handler, within the connection's rate;
+        nothing once the connection started closing.
         """
         handler = self._handler
-        if handler is None or self.writesStopped:
+        if handler is None or self.writesStopped or not self.isOpen():
             return
         self.factory.metrics.received(self._metricLabels, len(payload))
-        bucket = self._bucket
-        if bucket is not None and not bucket.take(self.factory.clock.seconds()):
-            self._log.warn(
-                "closing {id} ({peer}): over {rate} messages per second",
-                id=self._connection.id,
-                peer=self._connection.request.peer,
-                rate=bucket.rate,
-            )
-            self.closeWith(CLOSE_RATE_LIMITED, "rate limit exceeded")
-            return
+        gate = self._gate
+        if gate is not None:
+            now = self.factory.clock.seconds()
+            if not gate.admit(payload, isBinary, now):
+                if gate.holding == 1:
+                    self._slowDown(gate, now)
+                return
         self.guarded(handler.onMessage, payload, isBinary)
+
+    def _slowDown(self, gate: RateGate, now: float) -> None:
+        """
+        The peer is over its rate: stop reading from it (TCP holds the rest
+        back, at its cost), and hand what is held over at the rate.
+        """
+        self.transport.pauseProducing()
+        self.factory.metrics.rateLimited()
+        self.warnOnce(
+            "rate", "slowing {id} ({peer}) down: over {rate:g} messages per second; "
+            "closing it if it stays over for {grace:g} s", rate=gate.rate, grace=gate.grace)
+        self.factory.clock.callLater(gate.wait(now), self._release)
+
+    def _release(self) -> None:
+        gate, handler = self._gate, self._handler
+        if gate is None or handler is None or not self.isOpen():
+            return
+        now = self.factory.clock.seconds()
+        for payload, isBinary in gate.release(now):
+            if not self.isOpen():
+                return
+            self.guarded(handler.onMessage, payload, isBinary)
+        if gate.expired(now):
+            gate.drop()
+            self.transport.resumeProducing()  # so its close frame is read
+            self.closeWith(CLOSE_RATE_LIMITED, "rate limit exceeded")
+        elif gate.holding:
+            self.factory.clock.callLater(gate.wait(now), self._release)
+        else:
+            self.transport.resumeProducing()
+
+    def warnOnce(self, reason: str, text: str, **fields: Any) -> None:
+        """
+        Log a warning about this connection the first time C{reason} comes
+        up; later ones are only counted, and the count is logged at close.
+        """
+        warnings = self._warnings
+        if warnings is None:
+            warnings = self._warnings = {}
+        seen = warnings.get(reason, 0)
+        warnings[reason] = seen + 1
+        if not seen:
+            connection = self._connection
+            self._log.warn(text, id=connection.id if connection else "?",
+                           peer=connection.request.peer if connection else self.peer, **fields)
 
     def onClose(self, wasClean: bool, code: int | None, reason: str | None) -> None:
         """
@@ -172,6 +221,13 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
                 reason=reason,
                 clean=wasClean,
             )
+        if self._warnings:
+            self._log.warn(
+                "closed {id} ({peer}) with code {code} after warnings: {counts}",
+                id=self._connection.id, peer=self._connection.request.peer, code=code,
+                counts=", ".join(f"{k} x{n}" for k, n in self._warnings.items()))
+        if self._gate is not None:
+            self._gate.drop()
         handler, self._handler = self._handler, None
         if handler is not None:
             try:
@@ -219,14 +275,9 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
         too slow, and drop it if even the close frame does not get through.
         """
         self.writesStopped = True
-        connection = self._connection
         limits = self.factory.settings.limits
-        self._log.warn(
-            "closing {id} ({peer}): too slow, over {limit} bytes waiting to be sent",
-            id=connection.id if connection else "?",
-            peer=connection.request.peer if connection else self.peer,
-            limit=limits.maxSendBuffer,
-        )
+        self.warnOnce("too-slow", "closing {id} ({peer}): too slow, over {limit} bytes waiting "
+                      "to be sent", limit=limits.maxSendBuffer)
         self.factory.metrics.slowReaderClosed()
         # The close frame queues behind data the peer is not reading: give it
         # the close handshake timeout to arrive, then drop the connection.

@@ -36,8 +36,10 @@ class ShoutHandler:
         self.connection = connection
         self.context = context
         self.room = "shout:" + connection.request.path
-        idle = connection.request.query.get("idle", ["60"])[0]
-        self.idle = float(idle) if idle.replace(".", "", 1).isdigit() else 60.0
+        try:
+            self.idle = min(3600.0, max(1.0, float(connection.request.query.get("idle", ["60"])[0])))
+        except ValueError:
+            self.idle = 60.0
         self.nudge = None
 
     def onOpen(self) -> None:
