@@ -73,6 +73,41 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class AuthSettings:
+    """
+    How clients prove who they are (the C{--auth-*} options).
+
+    @ivar method: the authenticator plugin's name, or C{None}: anonymous.
+    @ivar secretFile: the shared secret of HS256 tokens.
+    @ivar publicKeyFile: a PEM public key or a JWKS file, for RS256, ES256,
+        EdDSA and the like.
+    @ivar algorithm: the one algorithm tokens must use (by default the key's).
+    @ivar audience: the C{aud} tokens must carry, if any.
+    @ivar issuer: the C{iss} tokens must carry, if any.
+    @ivar url: where the C{hook} authenticator asks.
+    @ivar forwardHeaders: the request headers the hook is sent.
+    @ivar timeout: seconds the hook may take; then the handshake gets 503.
+    @ivar cookie: the cookie that may carry a token.
+    @ivar allowQuery: whether C{?token=} may carry one.
+    @ivar grace: seconds a connection outlives its identity's expiry before
+        it is closed with 4100, time for a client to refresh.
+    """
+
+    method: str | None = None
+    secretFile: Path | None = None
+    publicKeyFile: Path | None = None
+    algorithm: str | None = None
+    audience: str | None = None
+    issuer: str | None = None
+    url: str | None = None
+    forwardHeaders: tuple[str, ...] = ("cookie", "authorization")
+    timeout: float = 5.0
+    cookie: str | None = None
+    allowQuery: bool = False
+    grace: float = 30.0
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """
     Everything needed to build the service.
@@ -89,6 +124,7 @@ class ServiceConfig:
         or C{None} for the in-process hub.
     @ivar workers: how many worker processes share the listeners.
     @ivar logConnections: log a line for each connection opened and closed.
+    @ivar auth: how clients prove who they are.
     """
 
     listen: tuple[str, ...]
@@ -101,6 +137,7 @@ class ServiceConfig:
     brokerURL: str | None = None
     workers: int = 1
     logConnections: bool = True
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
 
 @dataclass(frozen=True)
@@ -115,6 +152,7 @@ class ProtocolSettings:
     allowedOrigins: tuple[str, ...] = ()
     perMessageDeflate: bool = False
     logConnections: bool = True
+    auth: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod
     def fromConfig(cls, config: ServiceConfig) -> "ProtocolSettings":
@@ -125,4 +163,5 @@ class ProtocolSettings:
             allowedOrigins=config.allowedOrigins,
             perMessageDeflate=config.perMessageDeflate,
             logConnections=config.logConnections,
+            auth=config.auth,
         )

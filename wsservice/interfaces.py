@@ -43,6 +43,20 @@ class IConnection(Interface):
     subprotocol = Attribute("C{str}: the subprotocol this connection speaks.")
     request = Attribute("L{IRequest}: the upgrade request.")
     id = Attribute("C{str}: a short identifier, unique within the process.")
+    identity = Attribute(
+        "L{wsservice.auth.identity.Identity} or C{None}: who this connection "
+        "is, verified at the handshake (C{None} without C{--auth})."
+    )
+
+    def refresh(token: str) -> Deferred:
+        """
+        Replace this connection's identity with the one C{token} proves
+        (the same user), before the old one expires and the connection is
+        closed with 4100.
+
+        @return: a L{Deferred} firing with the new identity, or failing with
+            L{wsservice.auth.identity.AuthRefused}.
+        """
 
     def sendText(text: str) -> None:
         """
@@ -103,7 +117,9 @@ class IRoomHub(Interface):
             events, oldest first; C{frames} holds them as sent),
             C{members} (the first page of presence dicts, the joiner's
             included when it fits), C{next} (the next page's cursor, or
-            C{None}), C{count} and C{users}.
+            C{None}), C{count} (connections), C{users} (distinct presence
+            C{id}s: several connections of one user are one member) and
+            C{first} (whether this is its user's first connection there).
         """
 
     def update(room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
@@ -111,9 +127,12 @@ class IRoomHub(Interface):
         Replace C{member}'s presence C{info} in C{room}.
         """
 
-    def leave(room: str, member: IRoomMember) -> None:
+    def leave(room: str, member: IRoomMember) -> Deferred:
         """
         Remove C{member} from C{room}; a no-op if it is not a member.
+
+        @return: a L{Deferred} firing with whether that was the last
+            connection of its user (its presence C{id}) in the room.
         """
 
     def announce(room: str, change: str, info: Mapping[str, Any]) -> None:
@@ -222,6 +241,51 @@ class IHandlerFactory(Interface):
     def __call__(connection: IConnection, context: IHandlerContext) -> IHandler:
         """
         Make the handler for one newly opened connection.
+        """
+
+
+class IAuthenticator(Interface):
+    """
+    Turns a handshake's token into a verified identity: a plugin point
+    (C{--auth NAME} picks the L{IAuthenticatorFactory}).
+    """
+
+    def authenticate(request: IRequest, token: str | None) -> Deferred:
+        """
+        Check the token an upgrade request carried (C{None}: it carried
+        none; C{request} no longer holds it).
+
+        @return: a L{Deferred} firing with a
+            L{wsservice.auth.identity.Identity}, or failing with
+            L{wsservice.auth.identity.AuthRefused} (401, 403 or 503 and a
+            reason for the client); any other failure refuses with 503.
+        """
+
+    def refresh(identity: Any, token: str) -> Deferred:
+        """
+        Check C{token} for a connection that is C{identity} now.
+
+        @return: a L{Deferred} firing with the new identity (the same user),
+            or failing with L{wsservice.auth.identity.AuthRefused}.
+        """
+
+
+class IAuthenticatorFactory(Interface):
+    """
+    An authenticator plugin: a class or object declared with
+    C{@provider(IPlugin, IAuthenticatorFactory)}.
+    """
+
+    name = Attribute("C{str}: what C{--auth} selects it by.")
+    description = Attribute("C{str}: one line for C{--help}.")
+
+    def __call__(settings: Any, reactor: Any) -> IAuthenticator:
+        """
+        Make the authenticator from the C{--auth-*} options
+        (L{wsservice.config.AuthSettings}); C{reactor} for its timers and
+        connections.
+
+        @raise ValueError: with what is wrong with the settings.
         """
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 from twisted.logger import Logger
 from twisted.python.modules import getModule
@@ -31,12 +31,13 @@ def describe(factory: object) -> str:
 
 
 def discoverPlugins(
-    package: ModuleType | None = None, log: Logger | None = None
-) -> list[IHandlerFactory]:
+    package: ModuleType | None = None, log: Logger | None = None,
+    interface: Any = IHandlerFactory,
+) -> list[Any]:
     """
     Import every module in the C{twisted.plugins} package (all its
     directories on C{sys.path}) and collect the objects providing
-    L{IHandlerFactory}.
+    C{interface} (L{IHandlerFactory} unless told otherwise).
 
     A module that fails to import is logged with its name and skipped, so one
     broken plugin cannot take the others down.  An object found in several
@@ -45,19 +46,19 @@ def discoverPlugins(
     log = log or Logger()
     if package is None:
         import twisted.plugins as package
-    found: list[IHandlerFactory] = []
+    found: list[Any] = []
     seen: set[int] = set()
     for module in getModule(package.__name__).iterModules():
         try:
             loaded = module.load()
         except BaseException:
             log.failure(
-                "plugin module {module} failed to import; its handlers are not served",
+                "plugin module {module} failed to import; its plugins are not served",
                 module=module.name,
             )
             continue
         for value in vars(loaded).values():
-            if id(value) in seen or not IHandlerFactory.providedBy(value):
+            if id(value) in seen or not interface.providedBy(value):
                 continue
             seen.add(id(value))
             found.append(value)

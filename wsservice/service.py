@@ -15,10 +15,16 @@ from twisted.logger import Logger
 from twisted.web.server import Site
 
 from wsservice.config import ProtocolSettings, ServiceConfig
-from wsservice.interfaces import IBrokerStatus, IRoomCounts, IRoomHub
+from wsservice.interfaces import (
+    IAuthenticator,
+    IAuthenticatorFactory,
+    IBrokerStatus,
+    IRoomCounts,
+    IRoomHub,
+)
 from wsservice.metrics import ServiceMetrics
 from wsservice.process import atMost
-from wsservice.registry import HandlerRegistry
+from wsservice.registry import HandlerRegistry, discoverPlugins
 from wsservice.rooms.local import RoomHub
 from wsservice.web.frontdoor import FrontDoorFactory
 from wsservice.web.resources import buildRoot
@@ -111,6 +117,16 @@ def listenersFor(config: ServiceConfig, factory: Any, reactor: Any) -> list[ISer
     return [strports.service(d, factory, reactor=reactor) for d in config.listen]
 
 
+def buildAuthenticator(config: ServiceConfig, reactor: Any) -> IAuthenticator | None:
+    """
+    The authenticator C{--auth} names, or C{None} for anonymous clients.
+    """
+    if config.auth.method is None:
+        return None
+    factories = {p.name: p for p in discoverPlugins(interface=IAuthenticatorFactory)}
+    return factories[config.auth.method](config.auth, reactor)
+
+
 def buildFrontEnd(
     config: ServiceConfig, registry: HandlerRegistry, rooms: IRoomHub,
     metrics: ServiceMetrics, clock: Any,
@@ -121,7 +137,8 @@ def buildFrontEnd(
     """
     broker = IBrokerStatus(rooms, None)
     factory = ServiceFactory(registry, rooms, ProtocolSettings.fromConfig(config), metrics, clock,
-                             idPrefix=f"{broker.node[:6]}-" if broker is not None else "")
+                             idPrefix=f"{broker.node[:6]}-" if broker is not None else "",
+                             authenticator=buildAuthenticator(config, clock))
     if broker is not None:
         metrics.watchBroker(lambda: broker.brokerState() == "connected", broker.queuedCount)
 

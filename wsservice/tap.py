@@ -12,7 +12,8 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from wsservice.config import HandlerSettings, Limits, ServiceConfig
+from wsservice.config import AuthSettings, HandlerSettings, Limits, ServiceConfig
+from wsservice.interfaces import IAuthenticatorFactory
 from wsservice.registry import HandlerRegistry, PluginConflict, describe, discoverPlugins
 from wsservice.web.client import bundledClient
 
@@ -118,6 +119,27 @@ class Options(usage.Options):
         ["broker", None, None,
          "redis://HOST:PORT/DB: share chat rooms with every process using the same "
          "Redis (default: rooms live in this process)."],
+        ["auth", None, None,
+         "Who clients are: jwt (signed tokens), hook (ask --auth-url) or an installed "
+         "authenticator plugin. Default: anonymous, or what the --auth-* options imply."],
+        ["auth-secret-file", None, None, "File holding the shared secret of HS256 tokens."],
+        ["auth-public-key", None, None,
+         "File holding a PEM public key or a JWKS key set, for RS256, ES256, EdDSA tokens."],
+        ["auth-algorithm", None, None,
+         "The one algorithm tokens must be signed with (default: the key's; never the token's)."],
+        ["auth-audience", None, None, "The aud claim tokens must carry."],
+        ["auth-issuer", None, None, "The iss claim tokens must carry."],
+        ["auth-url", None, None,
+         "The application's endpoint asked who a client is (--auth hook): it gets the "
+         "request's forwarded headers as JSON and answers with the identity, 401 or 403."],
+        ["auth-forward-headers", None, "Cookie,Authorization",
+         "Request headers sent to --auth-url, comma-separated."],
+        ["auth-timeout", None, 5.0,
+         "Seconds --auth-url may take; then the handshake gets 503.", _number("auth-timeout", float)],
+        ["auth-cookie", None, None, "A cookie that may carry the token."],
+        ["auth-grace", None, 30.0,
+         "Seconds a connection outlives its token's expiry, to refresh it, before it is "
+         "closed with 4100.", _number("auth-grace", float, allowZero=True)],
         ["workers", None, 1,
          "Worker processes sharing the listeners, restarted if they die; more than 1 "
          "needs --broker.", _number("workers", int)],
@@ -125,6 +147,9 @@ class Options(usage.Options):
     optFlags = [
         ["list-handlers", None, "Print the available subprotocol handlers and exit."],
         ["permessage-deflate", None, "Accept the permessage-deflate compression extension."],
+        ["auth-allow-query", None,
+         "Also accept the token as ?token= (it then shows in URLs, browser histories and "
+         "proxies' logs)."],
         ["no-connection-log", None,
          "Do not log each connection's open and close (refusals, limits and faults are "
          "still logged): at thousands of handshakes a second the two lines cost a tenth "
@@ -191,6 +216,7 @@ class Options(usage.Options):
         for description in self["listen"]:
             _checkEndpoint(description)
         self._checkScaling()
+        self._checkAuth()
 
     def _checkScaling(self) -> None:
         if self["broker"] is not None:
@@ -214,6 +240,51 @@ class Options(usage.Options):
                     checkListen(description)
                 except ValueError as e:
                     raise usage.UsageError(f"--workers: {e}")
+
+    def _checkAuth(self) -> None:
+        method = self["auth"]
+        if method is None:
+            if self["auth-url"]:
+                method = "hook"
+            elif self["auth-secret-file"] or self["auth-public-key"]:
+                method = "jwt"
+        self["auth"] = method
+        for option in ("auth-secret-file", "auth-public-key"):
+            if self[option] is not None and not Path(self[option]).is_file():
+                raise usage.UsageError(f"--{option}: {self[option]} is not a readable file")
+        if method is None:
+            return
+        factories = {p.name: p for p in discoverPlugins(interface=IAuthenticatorFactory)}
+        if method not in factories:
+            raise usage.UsageError(
+                f"--auth: no authenticator {method!r}; available: {', '.join(sorted(factories))}")
+        self.authenticator = factories[method]
+        from twisted.internet import reactor
+
+        try:
+            factories[method](self.authSettings(), reactor)
+        except (ValueError, OSError) as e:
+            raise usage.UsageError(str(e))
+
+    def authSettings(self) -> AuthSettings:
+        """
+        The validated C{--auth-*} options.
+        """
+        return AuthSettings(
+            method=self["auth"],
+            secretFile=Path(self["auth-secret-file"]) if self["auth-secret-file"] else None,
+            publicKeyFile=Path(self["auth-public-key"]) if self["auth-public-key"] else None,
+            algorithm=self["auth-algorithm"],
+            audience=self["auth-audience"],
+            issuer=self["auth-issuer"],
+            url=self["auth-url"],
+            forwardHeaders=tuple(h.strip().lower() for h in self["auth-forward-headers"].split(",")
+                                 if h.strip()),
+            timeout=self["auth-timeout"],
+            cookie=self["auth-cookie"],
+            allowQuery=bool(self["auth-allow-query"]),
+            grace=self["auth-grace"],
+        )
 
     def toConfig(self) -> ServiceConfig:
         """
@@ -243,6 +314,7 @@ class Options(usage.Options):
             allowedOrigins=tuple(self["allowed-origin"]),
             perMessageDeflate=bool(self["permessage-deflate"]),
             logConnections=not self["no-connection-log"],
+            auth=self.authSettings(),
             brokerURL=self["broker"],
             workers=self["workers"],
         )

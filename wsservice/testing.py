@@ -25,6 +25,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.logger import Logger
 from zope.interface import implementer
@@ -58,12 +59,24 @@ class FakeConnection:
     L{closed}.
     """
 
-    def __init__(self, path: str = "/", subprotocol: str = "chat", **query: str) -> None:
+    def __init__(self, path: str = "/", subprotocol: str = "chat", identity: Any = None,
+                 **query: str) -> None:
         self.id = f"f{next(_ids)}"
         self.subprotocol = subprotocol
         self.request = FakeRequest(path=path, query={k: [v] for k, v in query.items()})
+        self.identity = identity
         self.sent: list[Any] = []
         self.closed: tuple[int, str] | None = None
+        self.refreshes: list[str] = []
+        #: What L{refresh} answers: an identity, or an exception to fail with.
+        self.refreshResult: Any = None
+
+    def refresh(self, token: str) -> Deferred:
+        self.refreshes.append(token)
+        if isinstance(self.refreshResult, Exception):
+            return fail(self.refreshResult)
+        self.identity = self.refreshResult or self.identity
+        return succeed(self.identity)
 
     def sendText(self, text: str) -> None:
         self.sent.append(text)

@@ -87,7 +87,7 @@ def test_example_plugin_is_served_listed_and_named(tmp_path, serviceFactory):
         for ws in (a, b):
             assert recvJSON(ws)["message"] == "HELLO"
         a.send(b"\x00")
-        assert closeCode(a) == (4003, "shout takes text only")
+        assert closeCode(a) == (1003, "shout takes text only")
 
 
 def test_two_plugins_claiming_one_subprotocol_fail_start_up(tmp_path):

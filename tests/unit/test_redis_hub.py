@@ -231,7 +231,7 @@ def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
     hub._received(channel.encode(), event(5, "five"))
     hub._received(channel.encode(), event(6, "six"))
     assert member.got == [] and snapshots == []
-    join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, b"",
+    join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, 1, 1, b"",
                       [b'{"name":"m"}']])
     assert snapshots[0].seq == 5 and [e["message"] for e in snapshots[0].history] == ["five"]
     assert snapshots[0].members == [{"name": "m"}] and snapshots[0].count == 1
@@ -257,6 +257,6 @@ def test_node_unsubscribes_when_its_last_member_leaves():
     assert subscriber.unsubscribed == []
     hub.leave("r", second)
     assert subscriber.unsubscribed == [channel]
-    removals = [c for c in commands.commands if c[0] == "HDEL"]
+    removals = [c for c in commands.calls if c[0] == scripts.LEAVE]
     assert len(removals) == 2
     assert ("SREM", hub._keys.nodeRooms(hub.node), "r") in commands.commands

@@ -36,7 +36,7 @@ def test_the_doubles_provide_their_interfaces():
 def test_shout_reaches_everyone_on_the_path_upper_cased():
     """
     The README's example: two people on /yard, one shouts, both hear it
-    upper-cased; binary is refused with 4003; the idle nudge follows the
+    upper-cased; binary is refused with 1003; the idle nudge follows the
     context's clock.
     """
     ShoutHandler = loadShout()
@@ -51,4 +51,4 @@ def test_shout_reaches_everyone_on_the_path_upper_cased():
     context.clock.advance(5)
     assert bob.events()[-1]["type"] == "idle"
     shouter.onMessage(b"\x00", True)
-    assert alice.closed == (4003, "shout takes text only")
+    assert alice.closed == (1003, "shout takes text only")

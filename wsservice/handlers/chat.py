@@ -62,27 +62,17 @@ from __future__ import annotations
 import json
 import unicodedata
 from typing import Any
-from urllib.parse import unquote
 
 from twisted.plugin import IPlugin
 from zope.interface import implementer, provider
 
+from wsservice import closecodes
 from wsservice.interfaces import IConnection, IHandler, IHandlerContext, IHandlerFactory
 from wsservice.rooms.events import encodeJSON
+from wsservice.rooms.names import DEFAULT_ROOM, MAX_ROOM_LENGTH, roomFromPath
+from wsservice.timefmt import isoUTC
 
-DEFAULT_ROOM = "lobby"
-MAX_ROOM_LENGTH = 64
 ANONYMOUS = "anonymous"
-CLOSE_POLICY_VIOLATION = 1008
-
-
-def roomFromPath(path: str) -> str:
-    """
-    The room a request path names: C{/kitchen} is C{kitchen}, C{/} is
-    L{DEFAULT_ROOM}.
-    """
-    room = unquote(path).strip("/")
-    return room or DEFAULT_ROOM
 
 
 def wellFormed(text: str) -> str:
@@ -152,14 +142,28 @@ class ChatHandler:
         self._log = context.log
         self._nameLimit = context.settings.maxNameLength
         self._room = roomFromPath(connection.request.path)
-        query = connection.request.query.get("name", ())
-        self._name = cleanName(query[0] if query else "", self._nameLimit)
+        identity = connection.identity
+        if identity is not None:
+            self._name = cleanName(identity.name, self._nameLimit)
+        else:
+            query = connection.request.query.get("name", ())
+            self._name = cleanName(query[0] if query else "", self._nameLimit)
         self._joined = False
         self._gone = False
         self._early: list[tuple[bytes, bool]] | None = None
 
-    def _me(self) -> dict[str, str]:
-        return {"id": self._connection.id, "name": self._name}
+    def _me(self) -> dict[str, Any]:
+        """
+        This member's presence: a signed-in user is one member however many
+        connections it has (its user id), anyone else one per connection.
+        """
+        identity = self._connection.identity
+        if identity is None:
+            return {"id": self._connection.id, "name": self._name}
+        me: dict[str, Any] = {"id": identity.user, "name": self._name}
+        if identity.info:
+            me["info"] = dict(identity.info)
+        return me
 
     def _send(self, event: dict[str, Any]) -> None:
         self._connection.sendText(encodeJSON(event).decode("utf-8"))
@@ -178,7 +182,7 @@ class ChatHandler:
         if len(self._room) > MAX_ROOM_LENGTH:
             self._gone = True
             self._connection.close(
-                CLOSE_POLICY_VIOLATION, f"room name longer than {MAX_ROOM_LENGTH}"
+                closecodes.POLICY_VIOLATION, f"room name longer than {MAX_ROOM_LENGTH}"
             )
             return
         self._rooms.join(self._room, self._connection, self._me()).addCallback(
@@ -187,32 +191,35 @@ class ChatHandler:
 
     def _failed(self, failure: Any) -> None:
         self._log.failure("chat join failed on {id}", failure, id=self._connection.id)
-        self._connection.close(4000, "internal error")
+        self._connection.close(closecodes.INTERNAL_ERROR, "internal error")
 
     def _welcome(self, snapshot: Any) -> None:
         if self._gone:
             self._rooms.leave(self._room, self._connection)
             return
         self._joined = True
-        self._sendWith(
-            {
-                "type": "welcome",
-                "name": "",
-                "message": "Connected!",
-                "room": self._room,
-                "id": self._connection.id,
-                "you": self._name,
-                "seq": snapshot.seq,
-                "count": snapshot.count,
-                "users": snapshot.users,
-                "next": snapshot.next,
-            },
-            members=list(snapshot.memberFrames),
-        )
+        welcome = {
+            "type": "welcome",
+            "name": "",
+            "message": "Connected!",
+            "room": self._room,
+            "id": self._connection.id,
+            "you": self._name,
+            "seq": snapshot.seq,
+            "count": snapshot.count,
+            "users": snapshot.users,
+            "next": snapshot.next,
+        }
+        identity = self._connection.identity
+        if identity is not None:
+            welcome["user"] = identity.user
+            welcome["expires"] = isoUTC(identity.expires) if identity.expires else None
+        self._sendWith(welcome, members=list(snapshot.memberFrames))
         if snapshot.frames:
             self._sendWith({"type": "history", "name": "", "message": "", "room": self._room},
                            messages=list(snapshot.frames))
-        self._rooms.announce(self._room, "joined", self._me())
+        if snapshot.first:
+            self._rooms.announce(self._room, "joined", self._me())
         early, self._early = self._early, None
         for payload, isBinary in early or ():
             self.onMessage(payload, isBinary)
@@ -243,10 +250,16 @@ class ChatHandler:
         if kind == "members":
             self._members(request.get("after"))
             return
+        if kind == "refresh":
+            self._refresh(request.get("token"))
+            return
         if "name" in request:
             if not isinstance(request["name"], str):
                 raise ChatError("name must be a string")
-            self._rename(request["name"])
+            if self._connection.identity is None:
+                self._rename(request["name"])
+            elif kind in ("join", "rename"):
+                raise ChatError("your name comes from your sign-in and cannot be changed here")
         if kind in ("join", "rename"):
             if "name" not in request:
                 raise ChatError(f'{kind} needs a "name"')
@@ -275,12 +288,27 @@ class ChatHandler:
 
         self._rooms.memberPage(self._room, after).addCallbacks(page, failed)
 
+    def _refresh(self, token: Any) -> None:
+        if not isinstance(token, str) or not token:
+            raise ChatError('a refresh needs "token": the new token')
+
+        def refreshed(identity: Any) -> None:
+            self._send({"type": "refreshed", "name": "", "message": "token refreshed",
+                        "expires": isoUTC(identity.expires) if identity.expires else None})
+
+        def refused(failure: Any) -> None:
+            why = getattr(failure.value, "reason", None) or "the token was refused"
+            self._send({"type": "error", "name": "", "message": f"refresh refused: {why}"})
+
+        self._connection.refresh(token).addCallbacks(refreshed, refused)
+
     def _say(self, message: str) -> None:
-        self._rooms.publish(
-            self._room,
-            {"type": "message", "name": self._name, "message": message, "id": self._connection.id},
-            record=True,
-        )
+        event = {"type": "message", "name": self._name, "message": message,
+                 "id": self._connection.id}
+        identity = self._connection.identity
+        if identity is not None:
+            event["user"] = identity.user
+        self._rooms.publish(self._room, event, record=True)
 
     def _rename(self, raw: str) -> None:
         name = cleanName(raw, self._nameLimit)
@@ -295,5 +323,11 @@ class ChatHandler:
         if not self._joined:
             return
         self._joined = False
-        self._rooms.leave(self._room, self._connection)
-        self._rooms.announce(self._room, "left", self._me())
+        me = self._me()
+
+        def left(last: bool) -> None:
+            if last:
+                self._rooms.announce(self._room, "left", me)
+
+        self._rooms.leave(self._room, self._connection).addCallback(left).addErrback(
+            lambda f: self._log.failure("chat leave failed on {id}", f, id=self._connection.id))

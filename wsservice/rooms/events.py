@@ -84,10 +84,13 @@ class RoomSnapshot(MemberPage):
     @ivar frames: the room's recorded events, oldest first, exactly as
         members received them.
     @ivar seq: the room's last sequence number.
+    @ivar first: whether the joiner is the first connection of its user
+        (its presence C{id}) in the room.
     """
 
     frames: Sequence[bytes] = ()
     seq: int = 0
+    first: bool = True
 
     @property
     def history(self) -> list[dict[str, Any]]:

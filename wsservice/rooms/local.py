@@ -28,13 +28,15 @@ from wsservice.timefmt import isoUTC
 
 
 class _Room:
-    __slots__ = ("members", "encoded", "history", "seq", "presence")
+    __slots__ = ("members", "users", "encoded", "history", "seq", "presence")
 
     def __init__(self, history: History) -> None:
         self.members: dict[IRoomMember, dict[str, Any]] = {}
-        # Each member's presence as JSON, encoded once: a page of members is
-        # a join of these, whatever the room's size.
-        self.encoded: dict[IRoomMember, bytes] = {}
+        # Connections per user (presence id): several are one member.
+        self.users: dict[Any, int] = {}
+        # Each user's presence as JSON, encoded once: a page of members is a
+        # join of these, whatever the room's size.
+        self.encoded: dict[Any, bytes] = {}
         self.history = history
         self.seq = 0
         self.presence: PresenceChanges | None = None
@@ -94,25 +96,35 @@ class RoomHub:
         self, room: str, member: IRoomMember, info: Mapping[str, Any]
     ) -> Deferred[RoomSnapshot]:
         state = self._room(room)
-        state.members[member] = dict(info)
-        state.encoded[member] = encodeJSON(info)
+        state.members[member] = info = dict(info)
+        user = _user(member, info)
+        connections = state.users[user] = state.users.get(user, 0) + 1
+        state.encoded[user] = encodeJSON(info)
         page = self._page(state, 0)
         return succeed(RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
-                                    frames=state.history.frames(), seq=state.seq))
+                                    frames=state.history.frames(), seq=state.seq,
+                                    first=connections == 1))
 
     def update(self, room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
         state = self._rooms.get(room)
         if state is not None and member in state.members:
-            state.members[member] = dict(info)
-            state.encoded[member] = encodeJSON(info)
+            state.members[member] = info = dict(info)
+            state.encoded[_user(member, info)] = encodeJSON(info)
 
-    def leave(self, room: str, member: IRoomMember) -> None:
+    def leave(self, room: str, member: IRoomMember) -> Deferred[bool]:
         state = self._rooms.get(room)
-        if state is None or state.members.pop(member, None) is None:
-            return
-        del state.encoded[member]
+        info = state.members.pop(member, None) if state is not None else None
+        if info is None:
+            return succeed(False)
+        user = _user(member, info)
+        last = state.users[user] <= 1
+        if last:
+            del state.users[user], state.encoded[user]
+        else:
+            state.users[user] -= 1
         if not state.members:
             self._retire(room, state)
+        return succeed(last)
 
     def _retire(self, name: str, state: _Room) -> None:
         if not state.history:
@@ -143,10 +155,10 @@ class RoomHub:
         return succeed(self._page(state, offset))
 
     def _page(self, state: _Room, offset: int) -> MemberPage:
-        count = len(state.members)
+        users = len(state.users)
         frames = list(islice(state.encoded.values(), offset, offset + self._pageSize))
         end = offset + len(frames)
-        return MemberPage(frames, str(end) if end < count else None, count, count)
+        return MemberPage(frames, str(end) if end < users else None, len(state.members), users)
 
     def roomCount(self) -> int:
         """
@@ -172,7 +184,7 @@ class RoomHub:
             return
         count = len(state.members)
         event = changes.event(self._pageSize, count > self._crowdLimit)
-        event.update(count=count, users=count)
+        event.update(count=count, users=len(state.users))
         self.publish(room, event)
 
     # -- events -------------------------------------------------------------
@@ -199,3 +211,10 @@ class RoomHub:
         for member in members:
             member.deliver(prepared)
         self._delivered(len(payload), len(members))
+
+
+def _user(member: IRoomMember, info: Mapping[str, Any]) -> Any:
+    """
+    The user a member's connection belongs to: its presence C{id}.
+    """
+    return info.get("id", id(member))

@@ -17,16 +17,14 @@ opening handshake to its close.
 Autobahn and Twisted names outside their public APIs are used only in
 L{_autobahn} and L{_twisted}.
 
-Application close codes (documented in the README):
-
-  - 4000 internal error: the handler raised.
-  - 4001 too slow: the peer did not read and its send buffer overflowed.
-  - 4002 rate limit exceeded: the peer sent messages faster than allowed.
-  - 4003 unsupported data: the subprotocol does not take this kind of message.
+Close codes are in L{wsservice.closecodes}, with what a client should do.
 """
 
-CLOSE_GOING_AWAY = 1001
-CLOSE_INTERNAL_ERROR = 4000
-CLOSE_TOO_SLOW = 4001
-CLOSE_RATE_LIMITED = 4002
-CLOSE_UNSUPPORTED_DATA = 4003
+from wsservice.closecodes import GOING_AWAY as CLOSE_GOING_AWAY
+from wsservice.closecodes import INTERNAL_ERROR as CLOSE_INTERNAL_ERROR
+from wsservice.closecodes import RATE_LIMITED as CLOSE_RATE_LIMITED
+from wsservice.closecodes import TOKEN_EXPIRED as CLOSE_TOKEN_EXPIRED
+from wsservice.closecodes import TOO_SLOW as CLOSE_TOO_SLOW
+
+__all__ = ["CLOSE_GOING_AWAY", "CLOSE_INTERNAL_ERROR", "CLOSE_RATE_LIMITED",
+           "CLOSE_TOKEN_EXPIRED", "CLOSE_TOO_SLOW"]

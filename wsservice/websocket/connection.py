@@ -12,10 +12,13 @@ from types import MappingProxyType
 from typing import Any, Callable, Mapping, Protocol, Sequence
 
 from autobahn.websocket.types import ConnectionRequest
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from wsservice.auth.carriers import withoutCredentials
+from wsservice.auth.identity import Identity
 from wsservice.config import HandlerSettings
 from wsservice.interfaces import IConnection, IHandlerContext, IRequest, IRoomHub, IRoomMember
 
@@ -36,16 +39,21 @@ class Request:
     origin: str | None
 
     @classmethod
-    def fromAutobahn(cls, request: ConnectionRequest) -> "Request":
+    def fromAutobahn(cls, request: ConnectionRequest, credentials: bool = True) -> "Request":
+        """
+        The request a handler sees; without C{credentials}, no token can be
+        read from it (L{wsservice.auth.carriers.withoutCredentials}).
+        """
+        headers, query = request.headers, request.params
+        if not credentials:
+            headers, query = withoutCredentials(headers, query)
         # Idle connections are mostly their handshake: the names and the
         # common values of headers are the same on every connection, so
         # they are shared (interned strings are freed with their last user).
         return cls(
             path=request.path,
-            query=(
-                {k: tuple(v) for k, v in request.params.items()} if request.params else _NO_QUERY
-            ),
-            headers={intern(k): intern(v) for k, v in request.headers.items()},
+            query={k: tuple(v) for k, v in query.items()} if query else _NO_QUERY,
+            headers={intern(k): intern(v) for k, v in headers.items()},
             peer=request.peer,
             origin=request.origin,
         )
@@ -62,21 +70,28 @@ class Channel(Protocol):
 
     def closeWith(self, code: int, reason: str) -> None: ...
 
+    def refreshIdentity(self, token: str) -> Deferred[Any]: ...
+
 
 @implementer(IConnection, IRoomMember)
 class Connection:
     """
-    What a handler holds of its connection: send, close, deliver room events.
+    What a handler holds of its connection: send, close, deliver room events,
+    and who the client is.
     """
 
-    __slots__ = ("_protocol", "id", "subprotocol", "request")
+    __slots__ = ("_protocol", "id", "subprotocol", "request", "identity")
 
     def __init__(self, protocol: Channel, id: str, subprotocol: str,
-                 request: Request) -> None:
+                 request: Request, identity: Identity | None = None) -> None:
         self._protocol = protocol
         self.id = id
         self.subprotocol = subprotocol
         self.request = request
+        self.identity = identity
+
+    def refresh(self, token: str) -> Deferred[Identity]:
+        return self._protocol.refreshIdentity(token)
 
     def sendText(self, text: str) -> None:
         self._protocol.sendOutgoing(text.encode("utf-8"), False)

@@ -14,7 +14,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from wsservice.config import ProtocolSettings
-from wsservice.interfaces import IRoomHub
+from wsservice.auth.carriers import Carriers
+from wsservice.interfaces import IAuthenticator, IRoomHub
 from wsservice.metrics import ServiceMetrics
 from wsservice.registry import HandlerRegistry
 from wsservice.websocket import CLOSE_GOING_AWAY
@@ -97,10 +98,13 @@ class ServiceFactory(WebSocketServerFactory):
         metrics: ServiceMetrics,
         clock: IReactorTime,
         idPrefix: str = "",
+        authenticator: IAuthenticator | None = None,
     ) -> None:
         """
         @param idPrefix: what every connection id starts with (unique per
             process when rooms span processes).
+        @param authenticator: who checks each handshake's token; C{None}
+            admits everyone anonymously.
         """
         super().__init__()
         deferDebugFormatting()
@@ -109,6 +113,8 @@ class ServiceFactory(WebSocketServerFactory):
         self.metrics = metrics
         self.clock = clock
         self.rooms = rooms
+        self.authenticator = authenticator
+        self.carriers = Carriers(settings.auth.cookie, settings.auth.allowQuery)
         self.draining = False
         self.openProtocols: set[ServiceProtocol] = set()
         self.writes = WriteScheduler(clock)

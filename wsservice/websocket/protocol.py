@@ -13,12 +13,19 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from autobahn.websocket.types import ConnectionDeny, ConnectionRequest
+from twisted.internet.defer import Deferred, fail, maybeDeferred
+from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
+from wsservice.auth.carriers import findToken, splitOffers
+from wsservice.auth.identity import AuthRefused, Identity
 from wsservice.interfaces import IHandler, IHandlerFactory
+from wsservice.rooms.names import roomFromPath
 from wsservice.websocket import (
     CLOSE_INTERNAL_ERROR,
     CLOSE_RATE_LIMITED,
+    CLOSE_TOKEN_EXPIRED,
     CLOSE_TOO_SLOW,
 )
 from wsservice.websocket._autobahn import ServerProtocolBase
@@ -49,6 +56,8 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
     _refusalLogged = False
     # How often each kind of warning was logged, once, for this connection.
     _warnings: dict[str, int] | None = None
+    # Closes the connection once its identity has expired (and the grace).
+    _expiry: IDelayedCall | None = None
 
     # -- opening handshake --------------------------------------------------
 
@@ -60,13 +69,17 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
         if not writesDirectly(self.transport):
             self._direct = False
 
-    def onConnect(self, request: ConnectionRequest) -> str | None:
+    def onConnect(self, request: ConnectionRequest) -> str | None | Deferred[str | None]:
         """
-        Admit the client and pick its handler, or refuse it with the reason.
+        Admit the client and pick its handler, or refuse it with the reason;
+        with an authenticator, once it has said who the client is.
         """
         factory = self.factory
+        offered, token = request.protocols, None
+        if factory.authenticator is not None:
+            offered, token = splitOffers(offered)
         decision = negotiate(
-            request.protocols,
+            offered,
             request.headers.get("host", ""),
             request.origin,
             factory.settings,
@@ -77,11 +90,35 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
         if isinstance(decision, Refusal):
             raise self._deny(request.peer, decision)
         self._factoryChoice = decision
-        self._connection = Connection(
-            self, factory.newConnectionId(), decision.subprotocol, Request.fromAutobahn(request)
-        )
         # A client that offered nothing must not be answered with a name.
-        return decision.subprotocol if request.protocols else None
+        answer = decision.subprotocol if offered else None
+        if factory.authenticator is None:
+            self._connection = Connection(self, factory.newConnectionId(), decision.subprotocol,
+                                          Request.fromAutobahn(request))
+            return answer
+        token = findToken(token, request.headers, request.params, factory.carriers)
+        seen = Request.fromAutobahn(request, credentials=False)
+
+        def admitted(identity: Identity) -> str | None:
+            room = roomFromPath(seen.path)
+            if not identity.allows(room):
+                raise self._deny(request.peer, Refusal(
+                    403, f"user {identity.user} may not open room {room}", "room"))
+            self._connection = Connection(self, factory.newConnectionId(), decision.subprotocol,
+                                          seen, identity)
+            return answer
+
+        def refused(failure: Failure) -> None:
+            if failure.check(ConnectionDeny):
+                failure.raiseException()
+            if failure.check(AuthRefused):
+                raise self._deny(request.peer, Refusal(failure.value.code, failure.value.reason, "auth"))
+            self._log.failure("authenticator failed on {peer}", failure, peer=request.peer)
+            raise self._deny(request.peer, Refusal(503, "authentication failed; try again later",
+                                                   "auth-error"))
+
+        return maybeDeferred(factory.authenticator.authenticate, seen, token).addCallbacks(
+            admitted, refused)
 
     def _deny(self, peer: str, refusal: Refusal) -> ConnectionDeny:
         self._log.info(
@@ -134,11 +171,50 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
             factory.handlerLog(subprotocol),
             self.guarded,
         )
+        if connection.identity is not None:
+            self._watchExpiry(connection.identity)
         handler = self.guarded(choice, connection, context)
         if handler is not None:
             self._handler = handler
             self.guarded(handler.onOpen)
         self.dropHandshakeState()
+
+    # -- identity -----------------------------------------------------------
+
+    def _watchExpiry(self, identity: Identity) -> None:
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
+        self._expiry = None
+        if identity.expires is None:
+            return
+        clock = self.factory.clock
+        grace = self.factory.settings.auth.grace
+        self._expiry = clock.callLater(max(0.0, identity.expires + grace - clock.seconds()),
+                                       self._expired)
+
+    def _expired(self) -> None:
+        self._expiry = None
+        self.closeWith(CLOSE_TOKEN_EXPIRED, "token expired")
+
+    def refreshIdentity(self, token: str) -> Deferred[Identity]:
+        """
+        Check C{token} for this connection's user and, if it holds, make it
+        the connection's identity, which postpones the expiry close.
+        """
+        authenticator, connection = self.factory.authenticator, self._connection
+        if authenticator is None or connection is None or connection.identity is None:
+            return fail(AuthRefused(400, "this service does not authenticate"))
+        current = connection.identity
+
+        def refreshed(identity: Identity) -> Identity:
+            if identity.user != current.user:
+                raise AuthRefused(403, "the token is for another user")
+            if self.isOpen():
+                connection.identity = identity
+                self._watchExpiry(identity)
+            return identity
+
+        return maybeDeferred(authenticator.refresh, current, token).addCallback(refreshed)
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         """
@@ -228,6 +304,8 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
                 counts=", ".join(f"{k} x{n}" for k, n in self._warnings.items()))
         if self._gate is not None:
             self._gate.drop()
+        if self._expiry is not None and self._expiry.active():
+            self._expiry.cancel()
         handler, self._handler = self._handler, None
         if handler is not None:
             try:

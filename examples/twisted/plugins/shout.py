@@ -51,7 +51,7 @@ class ShoutHandler:
 
     def onMessage(self, payload: bytes, isBinary: bool) -> None:
         if isBinary:
-            self.connection.close(4003, "shout takes text only")
+            self.connection.close(1003, "shout takes text only")
             return
         if self.nudge is not None and self.nudge.active():
             self.nudge.reset(self.idle)

@@ -125,6 +125,8 @@ class RedisRoomHub(Service):
         self._lastPing = 0.0
         self._pingsMissed = 0
         self._idle: list[Deferred[None]] = []
+        # Leaves Redis has not confirmed yet: their announcements follow.
+        self._departing: set[Deferred[bool]] = set()
         self._commands: RedisLink | None = None
         self._subscriber: RedisLink | None = None
         self._heartbeat: LoopingCall | None = None
@@ -212,9 +214,8 @@ class RedisRoomHub(Service):
         sent: list[Deferred[Any]] = []
         if commands is not None:
             for room, state in self._rooms.items():
-                if state.fields:
-                    sent.append(self._command(commands, "HDEL", self._keys.members(room),
-                                              *state.fields.values()))
+                for member, f in state.fields.items():
+                    sent.append(self._depart(commands, room, f, _user(state.infos[member], f)))
             sent.append(self._command(commands, "ZREM", self._keys.nodes, self.node))
             sent.append(self._command(commands, "DEL", self._keys.nodeRooms(self.node)))
 
@@ -330,13 +331,15 @@ class RedisRoomHub(Service):
         """
         args: list[Any] = [self.node, state.lastSeq, room]
         for member, info in state.infos.items():
-            args += [state.fields[member], encodeJSON(info)]
+            f = state.fields[member]
+            args += [f, _user(info, f), encodeJSON(info)]
         since = state.redisSeq
         if catchUp:
             state.beginCatchUp()
         d = self._eval(commands, scripts.RESYNC,
                        [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
-                        self._keys.nodeRooms(self.node)],
+                        self._keys.nodeRooms(self.node), self._keys.users(room),
+                        self._keys.userInfo(room)],
                        args)
 
         def registered(history: list[bytes]) -> None:
@@ -403,12 +406,13 @@ class RedisRoomHub(Service):
         """
         d = self._eval(commands, scripts.REAP, [self._keys.nodes], [self._keys.prefix, 10])
 
-        def reaped(flat: list[bytes]) -> None:
-            for i in range(0, len(flat) - 2, 3):
+        def reaped(flat: list[Any]) -> None:
+            for i in range(0, len(flat) - 3, 4):
                 room, f = flat[i].decode("utf-8"), flat[i + 1].decode("utf-8")
                 self._log.info("member {field} of room {room} removed: its node stopped "
                                "sending heartbeats", field=f, room=room)
-                self.announce(room, "left", {**json.loads(flat[i + 2]), "reason": "node lost"})
+                if int(flat[i + 3]):
+                    self.announce(room, "left", {**json.loads(flat[i + 2]), "reason": "node lost"})
 
         d.addCallback(reaped).addErrback(self._commandFailed)
 
@@ -522,6 +526,7 @@ class RedisRoomHub(Service):
                 self._prepare, History(self._historySize, self._historyBytes), self._delivered)
         f = self._newField()
         state.add(member, info, f)
+        user = _user(info, f)
         result: Deferred[RoomSnapshot] = Deferred()
         commands = self._connected()
         if commands is None:
@@ -535,14 +540,16 @@ class RedisRoomHub(Service):
             return self._eval(
                 commands, scripts.JOIN,
                 [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
-                 self._keys.nodeRooms(self.node), self._keys.historyBytes(room)],
-                [f, encodeJSON(info), room, self._pageSize])
+                 self._keys.nodeRooms(self.node), self._keys.historyBytes(room),
+                 self._keys.users(room), self._keys.userInfo(room)],
+                [f, encodeJSON(info), room, self._pageSize, user])
 
         def taken(reply: list[Any]) -> None:
-            seq, frames, count, cursor, infos = int(reply[0]), reply[1], int(reply[2]), reply[3], reply[4]
-            state.adoptSnapshot(seq, frames)
-            state.lastCount = count
-            snap = RoomSnapshot(infos, _cursor(cursor), count, count, frames=frames, seq=seq)
+            seq, frames, count, users, first, cursor, infos = reply
+            state.adoptSnapshot(int(seq), frames)
+            state.lastCount = count = int(count)
+            snap = RoomSnapshot(infos, _cursor(cursor), count, int(users), frames=frames,
+                                seq=int(seq), first=bool(int(first)))
             state.activate(member, snap, result)
 
         def fallback(failure: Any) -> None:
@@ -559,17 +566,33 @@ class RedisRoomHub(Service):
             return
         commands = self._connected()
         if commands is not None:
-            self._command(commands, "HSET", self._keys.members(room), state.fields[member],
-                          encodeJSON(info))
+            f = state.fields[member]
+            self._eval(commands, scripts.UPDATE, [self._keys.members(room), self._keys.userInfo(room)],
+                       [f, _user(info, f), encodeJSON(info)]).addErrback(self._commandFailed)
 
-    def leave(self, room: str, member: IRoomMember) -> None:
+    def leave(self, room: str, member: IRoomMember) -> Deferred[bool]:
         state = self._rooms.get(room)
+        info = state.infos.get(member) if state is not None else None
         f = state.remove(member) if state is not None else None
         if f is None:
-            return
+            return succeed(False)
+        user = _user(info, f)
         commands = self._connected()
         if commands is not None:
-            self._command(commands, "HDEL", self._keys.members(room), f)
+            last = self._depart(commands, room, f, user)
+            self._departing.add(last)
+
+            def departed(result: Any, d: Deferred[bool] = last) -> Any:
+                self._departing.discard(d)
+                if not self._rooms and self._idle:
+                    # Next turn: once the leaver's announcement is in.
+                    self._clock.callLater(0, self._becameIdle)
+                return result
+
+            last.addBoth(departed)
+        else:
+            # Cut off: this node's view is all there is.
+            last = succeed(not any(_user(i, state.fields[m]) == user for m, i in state.infos.items()))
         if state.isEmpty():
             del self._rooms[room]
             self._unsubscribe(room)
@@ -578,9 +601,25 @@ class RedisRoomHub(Service):
             if not self._rooms and self._idle:
                 # Next turn: the leaver still announces its leave.
                 self._clock.callLater(0, self._becameIdle)
+        return last
+
+    def _depart(self, commands: Any, room: str, field: str, user: str) -> Deferred[bool]:
+        """
+        Remove one connection from C{room} in Redis; fires with whether it
+        was its user's last there.
+        """
+        d = self._eval(commands, scripts.LEAVE,
+                       [self._keys.members(room), self._keys.users(room), self._keys.userInfo(room)],
+                       [field, user])
+
+        def failed(failure: Any) -> bool:
+            self._commandFailed(failure)
+            return True
+
+        return d.addCallbacks(lambda reply: bool(int(reply)), failed)
 
     def _becameIdle(self) -> None:
-        if not self._rooms:
+        if not self._rooms and not self._departing:
             idle, self._idle = self._idle, []
             for d in idle:
                 if not d.called:
@@ -604,12 +643,13 @@ class RedisRoomHub(Service):
         scan, _, skip = (after or "").partition(":")
         if not (scan.isdigit() and skip.isdigit()):
             scan, skip = "0", "0"
-        d = self._eval(commands, scripts.MEMBERS, [self._keys.members(room)],
+        d = self._eval(commands, scripts.MEMBERS,
+                       [self._keys.members(room), self._keys.users(room), self._keys.userInfo(room)],
                        [scan, skip, self._pageSize])
 
         def page(reply: list[Any]) -> MemberPage:
-            count, cursor, infos = int(reply[0]), reply[1], reply[2]
-            return MemberPage(infos, _cursor(cursor), count, count)
+            count, users, cursor, infos = reply
+            return MemberPage(infos, _cursor(cursor), int(count), int(users))
 
         return d.addCallback(page)
 
@@ -634,7 +674,7 @@ class RedisRoomHub(Service):
                 return
             count = len(state.infos)
             event = changes.event(self._pageSize, count > self._crowdLimit)
-            event.update(count=count, users=count)
+            event.update(count=count, users=len(state.localUsers()))
             self.publish(room, event)
             return
         # The count comes from Redis, so whether the room is crowded is this
@@ -662,8 +702,8 @@ class RedisRoomHub(Service):
         state = self._rooms.get(room)
         if state is not None:
             if flags & COUNTED and b'"count":' not in body:
-                count = len(state.infos)
-                body = withFields(body, b'"count":%d,"users":%d' % (count, count))
+                body = withFields(body, b'"count":%d,"users":%d'
+                                  % (len(state.infos), len(state.localUsers())))
             state.publishLocally(body, bool(flags & RECORD))
 
     def publishBinary(self, room: str, data: bytes) -> None:
@@ -720,7 +760,7 @@ class RedisRoomHub(Service):
         self._eval(
             commands, scripts.PUBLISH,
             [self._keys.seq(room), self._keys.history(room), self._keys.channel(room),
-             self._keys.historyBytes(room), self._keys.members(room)],
+             self._keys.historyBytes(room), self._keys.members(room), self._keys.users(room)],
             [floor, self.node, int(replayed), self._historySize, self._historyBytes, flags,
              *(body for body, _ in events)],
         ).addErrback(self._commandFailed)
@@ -737,3 +777,12 @@ def _cursor(cursor: bytes | str) -> str | None:
     """
     text = cursor.decode("ascii") if isinstance(cursor, bytes) else str(cursor)
     return text or None
+
+
+def _user(info: Mapping[str, Any] | None, field: str) -> str:
+    """
+    The user a member's connection belongs to: its presence C{id}, or the
+    connection itself.
+    """
+    user = info.get("id") if info else None
+    return str(user) if user else field

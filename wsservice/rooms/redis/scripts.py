@@ -10,7 +10,10 @@ Keys, for a key prefix C{P} (default C{wss:}) and room C{R}::
                     exact JSON text members received, at most M bytes
     P{R}:history-bytes  integer: the bytes the history list holds
     P{R}:members    hash: member field -> presence JSON; a field is
-                    "<node id>/<n>", so a member belongs to one node
+                    "<node id>/<n>", one per connection, so it belongs to a node
+    P{R}:users      hash: user (a presence's "id") -> its connections in the room
+    P{R}:user-info  hash: user -> presence JSON: what member pages list, one
+                    entry per user however many connections it has
     Pdb<D>:{R}:events  pub/sub channel of the room in database D (channels
                     are not per database in Redis)
     Pdb<D>:node:<id>:ping  pub/sub channel a node pings itself on, to know
@@ -51,7 +54,7 @@ from __future__ import annotations
 #: How long a room's seq and history outlive its last publish or join.
 ROOM_TTL_MS = 24 * 3600 * 1000
 
-#: KEYS: seq, history, channel, history bytes, members.  ARGV: seq floor,
+#: KEYS: seq, history, channel, history bytes, members, users.  ARGV: seq floor,
 #: origin node, replayed 0|1, history size, history bytes at most, one flag
 #: digit per event (1: record it, 2: splice in the room's counts), then
 #: each event's JSON without seq (ending with "}").  Returns the first
@@ -78,8 +81,11 @@ for i = 1, n do
   local flag = tonumber(string.sub(flags, i, i))
   local body = string.sub(ARGV[6 + i], 1, -2)
   if flag >= 2 then
-    if count == nil then count = redis.call('HLEN', KEYS[5]) end
-    body = body .. ',"count":' .. string.format('%d', count) .. ',"users":' .. string.format('%d', count)
+    if count == nil then
+      count = ',"count":' .. string.format('%d', redis.call('HLEN', KEYS[5]))
+        .. ',"users":' .. string.format('%d', redis.call('HLEN', KEYS[6]))
+    end
+    body = body .. count
   end
   body = body .. ',"seq":' .. string.format('%d', first + i - 1) .. '}'
   out[i] = body
@@ -132,48 +138,90 @@ local function page(key, cursor, skip, size)
 end
 """
 
-#: KEYS: members, seq, history, this node's rooms, history bytes.  ARGV:
-#: the joiner's field, its presence JSON, the room, the page size.  Adds the
-#: joiner, then takes the snapshot.  Returns {seq, history, count, the next
-#: page's cursor ("": none), the first page of presence JSONs}.
+#: KEYS: members, seq, history, this node's rooms, history bytes, users,
+#: user info.  ARGV: the joiner's field, its presence JSON, the room, the
+#: page size, its user.  Adds the joiner, then takes the snapshot.  Returns
+#: {seq, history, connections, users, 1 if it is its user's first
+#: connection here, the next page's cursor ("": none), the first page of
+#: presence JSONs}.
 JOIN = _PAGE + """
 local ROOM_TTL_MS = @ROOM_TTL_MS@
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local first = redis.call('HINCRBY', KEYS[6], ARGV[5], 1) == 1
+redis.call('HSET', KEYS[7], ARGV[5], ARGV[2])
 redis.call('SADD', KEYS[4], ARGV[3])
 local seq = tonumber(redis.call('GET', KEYS[2]) or '0')
 local history = redis.call('LRANGE', KEYS[3], 0, -1)
 redis.call('PEXPIRE', KEYS[2], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[3], ROOM_TTL_MS)
 redis.call('PEXPIRE', KEYS[5], ROOM_TTL_MS)
-local first = page(KEYS[1], '0', 0, tonumber(ARGV[4]))
-return {seq, history, redis.call('HLEN', KEYS[1]), first[1], first[2]}
+local p = page(KEYS[7], '0', 0, tonumber(ARGV[4]))
+return {seq, history, redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[6]),
+        first and 1 or 0, p[1], p[2]}
 """.replace("@ROOM_TTL_MS@", str(ROOM_TTL_MS))
 
-#: KEYS: members.  ARGV: HSCAN cursor, entries to skip, page size.
-#: Returns {count, the next cursor ("": none), the page of presence JSONs}.
+#: KEYS: members, users, user info.  ARGV: HSCAN cursor, entries to skip,
+#: page size.  Returns {connections, users, the next cursor ("": none), the
+#: page of presence JSONs}.
 MEMBERS = _PAGE + """
-local result = page(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
-return {redis.call('HLEN', KEYS[1]), result[1], result[2]}
+local result = page(KEYS[3], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]))
+return {redis.call('HLEN', KEYS[1]), redis.call('HLEN', KEYS[2]), result[1], result[2]}
 """
 
-#: KEYS: members, seq, history, this node's rooms.  ARGV: this node's id,
-#: seq floor, the room, then field, JSON pairs of this node's members.
-#: Replaces this node's entries (after an outage they may be stale or,
-#: after a Redis restart, gone), raises the seq counter to the floor, and
-#: returns the history so the node can catch up.
-RESYNC = """
+#: Removing one connection of a user from a room's hashes; true if it was
+#: the user's last.  (Shared by LEAVE, RESYNC and REAP.)
+_DEPART = """
+local function depart(members, users, info, field, user)
+  if redis.call('HDEL', members, field) == 0 then return false end
+  if redis.call('HINCRBY', users, user, -1) > 0 then return false end
+  redis.call('HDEL', users, user)
+  redis.call('HDEL', info, user)
+  return true
+end
+"""
+
+#: KEYS: members, users, user info.  ARGV: the field, its user.  Returns 1
+#: if that was the user's last connection in the room, 0 if not (or if the
+#: field was not there).
+LEAVE = _DEPART + """
+if depart(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2]) then return 1 end
+return 0
+"""
+
+#: KEYS: members, user info.  ARGV: the field, its user, its presence JSON.
+UPDATE = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+return 1
+"""
+
+#: KEYS: members, seq, history, this node's rooms, users, user info.  ARGV:
+#: this node's id, seq floor, the room, then field, user, JSON triples of
+#: this node's members.  Replaces this node's entries (after an outage they
+#: may be stale or, after a Redis restart, gone) and their users' counts,
+#: raises the seq counter to the floor, and returns the history so the node
+#: can catch up.
+RESYNC = _DEPART + """
 local mine = ARGV[1] .. '/'
 local wanted = {}
-for i = 4, #ARGV, 2 do wanted[ARGV[i]] = ARGV[i + 1] end
+for i = 4, #ARGV, 3 do wanted[ARGV[i]] = {ARGV[i + 1], ARGV[i + 2]} end
 redis.call('SADD', KEYS[4], ARGV[3])
 local flat = redis.call('HGETALL', KEYS[1])
+local present = {}
 for i = 1, #flat, 2 do
-  if string.sub(flat[i], 1, #mine) == mine and not wanted[flat[i]] then
-    redis.call('HDEL', KEYS[1], flat[i])
+  if string.sub(flat[i], 1, #mine) == mine then
+    if wanted[flat[i]] then
+      present[flat[i]] = true
+    else
+      depart(KEYS[1], KEYS[5], KEYS[6], flat[i], cjson.decode(flat[i + 1]).id or flat[i])
+    end
   end
 end
-for field, info in pairs(wanted) do
-  redis.call('HSET', KEYS[1], field, info)
+for field, member in pairs(wanted) do
+  redis.call('HSET', KEYS[1], field, member[2])
+  redis.call('HSET', KEYS[6], member[1], member[2])
+  if not present[field] then redis.call('HINCRBY', KEYS[5], member[1], 1) end
 end
 local floor = tonumber(ARGV[2])
 if tonumber(redis.call('GET', KEYS[2]) or '0') < floor then
@@ -197,9 +245,10 @@ return 0
 
 #: KEYS: nodes.  ARGV: key prefix, at most how many dead nodes to reap.
 #: Removes nodes whose heartbeat expired and their members; returns the
-#: removed members (flat room, field, JSON, ...).  Keys are built here from
-#: the prefix, so this is for one Redis server, not Redis Cluster.
-REAP = """
+#: removed members (flat room, field, JSON, 1 if its user's last connection
+#: there, ...).  Keys are built here from the prefix, so this is for one
+#: Redis server, not Redis Cluster.
+REAP = _DEPART + """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now, 'LIMIT', 0, tonumber(ARGV[2]))
@@ -209,12 +258,15 @@ for _, node in ipairs(dead) do
   local roomsKey = ARGV[1] .. 'node:' .. node .. ':rooms'
   local mine = node .. '/'
   for _, room in ipairs(redis.call('SMEMBERS', roomsKey)) do
-    local hash = ARGV[1] .. '{' .. room .. '}:members'
+    local base = ARGV[1] .. '{' .. room .. '}:'
+    local hash = base .. 'members'
     local flat = redis.call('HGETALL', hash)
     for i = 1, #flat, 2 do
       if string.sub(flat[i], 1, #mine) == mine then
-        redis.call('HDEL', hash, flat[i])
+        local last = depart(hash, base .. 'users', base .. 'user-info', flat[i],
+                            cjson.decode(flat[i + 1]).id or flat[i])
         table.insert(removed, room); table.insert(removed, flat[i]); table.insert(removed, flat[i + 1])
+        table.insert(removed, last and 1 or 0)
       end
     end
   end

@@ -67,14 +67,21 @@ class NodeRoom:
     def members(self) -> list[dict[str, Any]]:
         return list(self.infos.values())
 
+    def localUsers(self) -> dict[Any, dict[str, Any]]:
+        """
+        The local members by user (presence C{id}): several connections of
+        one user are one member.
+        """
+        return {info.get("id", id(member)): info for member, info in self.infos.items()}
+
     def localPage(self, offset: int, size: int) -> MemberPage:
         """
         A page of the local members, for when Redis is out of reach.
         """
-        infos = list(self.infos.values())
-        frames = [encodeJSON(i) for i in infos[offset:offset + size]]
+        users = list(self.localUsers().values())
+        frames = [encodeJSON(i) for i in users[offset:offset + size]]
         end = offset + len(frames)
-        return MemberPage(frames, str(end) if end < len(infos) else None, len(infos), len(infos))
+        return MemberPage(frames, str(end) if end < len(users) else None, len(self.infos), len(users))
 
     # -- membership ---------------------------------------------------------
 

@@ -89,6 +89,12 @@ class Keys:
     def members(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:members"
 
+    def users(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:users"
+
+    def userInfo(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:user-info"
+
     def channel(self, room: str) -> str:
         return f"{self._channelHead}{room}}}:events"
 
