@@ -16,7 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.procs import LOAD_CORE, SERVER_CORE, BenchError, childSetup, descendants, usableCores
+from bench.procs import (
+    LOAD_CORE, SERVER_CORE, BenchError, childSetup, descendants, somaxconn, usableCores,
+)
 from tests.support.processes import LOOPBACK, REPO, RedisServer, serviceCommand
 
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -123,19 +125,23 @@ def ours(python: str, serverArgs: Sequence[str] = ()) -> Server:
                   env={"PYTHONPATH": str(REPO)})
 
 
+def _reference(name: str, argv: list[str]) -> Server:
+    """
+    A reference server on a free port, with the backlog our service has.
+    """
+    return Server(name, [*argv, "--port", "0", "--backlog", str(somaxconn())], r"listening (\d+)")
+
+
 def nodeBroadcast(node: str) -> Server:
-    return Server("node-ws broadcast", [node, str(SERVERS / "node_broadcast.js"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("node-ws broadcast", [node, str(SERVERS / "node_broadcast.js")])
 
 
 def nodeEcho(node: str) -> Server:
-    return Server("node-ws echo", [node, str(SERVERS / "node_echo.js"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("node-ws echo", [node, str(SERVERS / "node_echo.js")])
 
 
 def websocketsEcho(python: str) -> Server:
-    return Server("websockets echo", [python, str(SERVERS / "websockets_echo.py"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("websockets echo", [python, str(SERVERS / "websockets_echo.py")])
 
 
 #: How scenario 6 places its processes, printed with its results.
