@@ -70,10 +70,27 @@ let opened = 0;
 let closedUnexpectedly = 0;
 let stopping = false;
 
+// What every connection of a scenario offers, for both clients: the
+// subprotocols (cfg.protocol, or the list cfg.protocols, then
+// cfg.extraProtocols such as a "bearer.<token>"), extra request headers
+// (cfg.headers, e.g. Authorization) and query parameters (cfg.query, e.g.
+// token, since, epoch), so later scenarios can authenticate or resume
+// without a new client.
+function protocols() {
+  const main = cfg.protocols || (cfg.protocol ? [cfg.protocol] : []);
+  return [...main, ...(cfg.extraProtocols || [])];
+}
+function withQuery(url) {
+  if (!cfg.query) return url;
+  const u = new URL(url);
+  for (const [k, v] of Object.entries(cfg.query)) u.searchParams.set(k, String(v));
+  return u.toString();
+}
+
 function connect(url, onMessage) {
   return new Promise((resolve) => {
-    const ws = cfg.protocol ? new WebSocket(url, cfg.protocol, { perMessageDeflate: false })
-                            : new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(withQuery(url), protocols(),
+                             { perMessageDeflate: false, headers: cfg.headers || {} });
     let done = false;
     const finish = (v) => { if (!done) { done = true; resolve(v); } };
     ws.on('open', () => { opened++; if (cfg.mode === 'echo') { greeted++; finish(ws); } });
@@ -233,11 +250,14 @@ async function echo() {
 // ~2,500 handshakes/s on one core, below the 5,000/s target.
 const net = require('net');
 function rawConnect(url) {
-  const u = new URL(url);
-  const request = `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+  const u = new URL(withQuery(url));
+  const offered = protocols();
+  const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
+    'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
     'Sec-WebSocket-Version: 13\r\n' +
-    (cfg.protocol ? `Sec-WebSocket-Protocol: ${cfg.protocol}\r\n` : '') + '\r\n';
+    (offered.length ? `Sec-WebSocket-Protocol: ${offered.join(', ')}\r\n` : '') +
+    Object.entries(cfg.headers || {}).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n';
   return new Promise((resolve) => {
     const sock = net.connect({ host: u.hostname, port: +u.port });
     sock.setNoDelay(true);
