@@ -54,6 +54,8 @@ function payload(sender, seq) {
 // Parse "B~sender~seq~time~" out of a frame (ours wraps it in JSON, the Node
 // reference relays it raw); null if the frame is not a bench message.
 function parse(text) {
+  // Our history frame holds earlier bench messages: not a delivery.
+  if (text.startsWith('{"type":"') && !text.startsWith('{"type":"message"')) return null;
   const i = text.indexOf(MARKER);
   if (i < 0) return null;
   const a = text.indexOf('~', i + 2), b = text.indexOf('~', a + 1), c = text.indexOf('~', b + 1);
@@ -100,7 +102,6 @@ function connect(url, onMessage) {
         greeted++;
         finish(ws);
         lastOther = performance.now();
-        return;
       }
       onMessage(ws, text);
     });
@@ -137,6 +138,50 @@ function cpuMs(before) {
   return (u.user + u.system) / 1000;
 }
 
+// What a member of our chat room learns from its frames (cfg.chat): the
+// room's size (the `count` of its welcome and of every presence event) and
+// the room's `seq`, which must grow by exactly one from frame to frame.
+const room = { seqGaps: 0, presenceEvents: 0 };
+function roomSeq(member, seq) {
+  if (member.roomSeq !== undefined && seq !== member.roomSeq + 1) room.seqGaps++;
+  member.roomSeq = seq;
+}
+function roomFrame(member, text) {
+  let event;
+  try { event = JSON.parse(text); } catch (e) { return; }
+  if (event === null || typeof event !== 'object') return;
+  if (typeof event.count === 'number') {
+    member.count = event.count;
+    member.countAt = performance.now();
+  }
+  if (event.type === 'presence') room.presenceEvents++;
+  if (typeof event.seq === 'number') roomSeq(member, event.seq);
+}
+// The room seq of one of our message frames, which ends with "seq":N}.
+function seqOf(text) {
+  const i = text.lastIndexOf('"seq":');
+  if (i < 0) return -1;
+  let v = 0;
+  for (let j = i + 6; j < text.length; j++) {
+    const c = text.charCodeAt(j) - 48;
+    if (c < 0 || c > 9) break;
+    v = v * 10 + c;
+  }
+  return v;
+}
+// Wait (at most maxMs) until every member's count is the number of members,
+// then holdMs more in case a late event makes one wrong again.  `rightAt`
+// is when the last member's count last changed, or null while any is wrong.
+async function countsRight(members, maxMs, holdMs = 300) {
+  const wrong = () => members.reduce((w, m) => w + (m.count === members.length ? 0 : 1), 0);
+  const end = performance.now() + maxMs;
+  while (wrong() && performance.now() < end) await sleep(20);
+  if (!wrong()) await sleep(holdMs);
+  const left = wrong();
+  const rightAt = left ? null : members.reduce((t, m) => Math.max(t, m.countAt), 0);
+  return { wrong: left, rightAt };
+}
+
 async function fanout() {
   const n = cfg.clients, S = cfg.senders;
   const hist = new Histogram();
@@ -150,10 +195,38 @@ async function fanout() {
     sent[s]++;
     outstanding[s]++;
   }
+  // Per receiver and sender: the next seq expected, and the seqs skipped
+  // by a gap, so a copy that comes later is out of order, not duplicated.
+  let unique = 0, duplicated = 0, seqGaps = 0, late = 0;
+  function account(ws, m) {
+    if (!ws.nextSeq) ws.nextSeq = new Float64Array(S);
+    const expected = ws.nextSeq[m.sender];
+    if (m.seq === expected) { ws.nextSeq[m.sender] = expected + 1; unique++; return; }
+    if (m.seq > expected) {
+      seqGaps++;
+      unique++;
+      if (!ws.skipped) ws.skipped = new Set();
+      for (let q = expected; q < m.seq && ws.skipped.size < 100000; q++) {
+        ws.skipped.add(q * S + m.sender);
+      }
+      ws.nextSeq[m.sender] = m.seq + 1;
+    } else if (ws.skipped && ws.skipped.delete(m.seq * S + m.sender)) {
+      late++;
+      unique++;
+    } else {
+      duplicated++;
+    }
+  }
   const onMessage = (ws, text) => {
     const m = parse(text);
-    if (m === null) { lastOther = performance.now(); return; }
+    if (m === null) {
+      lastOther = performance.now();
+      if (cfg.chat) roomFrame(ws, text);
+      return;
+    }
     received++;
+    account(ws, m);
+    if (cfg.chat) roomSeq(ws, seqOf(text));
     if (inWindow) { windowReceived++; hist.add(nowUs() - m.t); }
     if (ws.benchSender === m.sender) {
       outstanding[m.sender]--;
@@ -161,9 +234,19 @@ async function fanout() {
     }
   };
   const t0 = performance.now();
+  const fillCpu0 = process.cpuUsage();
   const sockets = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
   const connectSecs = (performance.now() - t0) / 1000;
   if (sockets.length < n) error(`only ${sockets.length}/${n} clients connected`);
+  // Filling the room: until every member's count is the room's size (our
+  // chat), or until the last greeting (no counts to wait for).
+  let fillSecs = connectSecs, wrongCounts = null;
+  if (cfg.chat) {
+    const c = await countsRight(sockets, (cfg.settleMax || 60) * 1000, 0);
+    wrongCounts = c.wrong;
+    fillSecs = c.rightAt === null ? null : (c.rightAt - t0) / 1000;
+  }
+  const fillLgCpu = cpuMs(fillCpu0) / 1000 / ((performance.now() - t0) / 1000);
   await settle(cfg.quietMs || 500, (cfg.settleMax || 60) * 1000);
   const settleSecs = (performance.now() - t0) / 1000 - connectSecs;
   senders = sockets.slice(0, S);
@@ -199,14 +282,16 @@ async function fanout() {
   const expected = totalSent * sockets.length;
   // Drain: wait for every copy of every message, bounded.
   const drainEnd = performance.now() + (cfg.drain || 10) * 1000;
-  while (received < expected && performance.now() < drainEnd) await sleep(20);
+  while (unique < expected && performance.now() < drainEnd) await sleep(20);
   stopping = true;
   return {
     clients: sockets.length, senders: S, connect_s: connectSecs, settle_s: settleSecs,
+    fill_s: fillSecs, fill_wrong_counts: wrongCounts, fill_loadgen_cpu_share: fillLgCpu,
     window_s: wall, sent_in_window: sentInWindow, deliveries_in_window: windowReceived,
     deliveries_per_s: windowReceived / wall, msgs_per_s: sentInWindow / wall,
     p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99),
-    sent: totalSent, expected, received, lost: expected - received,
+    sent: totalSent, expected, received, lost: expected - unique, duplicated,
+    out_of_order: seqGaps, late, room_seq_gaps: cfg.chat ? room.seqGaps : null,
     loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
   };
 }

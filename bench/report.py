@@ -89,6 +89,32 @@ def pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def integrity(r: dict[str, Any]) -> str:
+    """
+    What a fan-out's receivers missed or got wrong, as C{"lost / duplicated /
+    out of order / room seq gaps"}: per sender's own numbering, and (our
+    chat only, C{-} elsewhere) the room's C{seq}, which grows by one per
+    event for every member.
+    """
+    if r.get("lost") is None:
+        return "-"
+    return " / ".join(whole(r.get(k)) if r.get(k) is not None else "-"
+                      for k in ("lost", "duplicated", "out_of_order", "room_seq_gaps"))
+
+
+def integrityOk(r: dict[str, Any]) -> bool | None:
+    """
+    Whether L{integrity} found nothing wrong (C{None}: not measured).
+    """
+    if r.get("lost") is None:
+        return None
+    return all(not r.get(k) for k in ("lost", "duplicated", "out_of_order", "room_seq_gaps"))
+
+
+#: The columns of L{integrity}, for the table's labels.
+INTEGRITY = "lost / duplicated / out of order (seq gaps) / room seq gaps"
+
+
 def _ratio(a: Any, b: Any) -> str:
     if a is None or b in (None, 0):
         return "-"
@@ -109,6 +135,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
             return None
         return test(a / b)
 
+    def checked(label: str, o: dict[str, Any], n: dict[str, Any]) -> None:
+        rows.append((f"{label}: {INTEGRITY}", integrity(o), integrity(n), "", "all 0",
+                     _met(integrityOk(o))))
+
     fo = results.get("fanout", {})
     o, n = fo.get("ours", {}), fo.get("node", {})
     c = plan.fanClients
@@ -124,8 +154,11 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         "", None, fmt=cost)
     row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
-    row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
-        None if o.get("lost") is None else (o.get("lost") == 0), fmt=whole)
+    checked("1 fan-out", o, n)
+    row("1 fan-out: filling the room (until every count is right; Node: last greeting) (s)",
+        o.get("fill_s"), n.get("fill_s"), fmt=seconds)
+    row("1 fan-out: load generator CPU share while filling", o.get("fill_loadgen_cpu_share"),
+        n.get("fill_loadgen_cpu_share"), fmt=pct)
     row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=pct)
@@ -138,8 +171,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
         "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
-    row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
-        fmt=whole)
+    checked(f"2 fixed {plan.rate:g} msg/s", o, n)
     row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
         o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     ec = results.get("echo", {})
@@ -192,6 +224,8 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
             v.get("node", {}).get("deliveries_per_s"))
     for k, v in sc.items():
+        checked(f"5 at {k} clients", v.get("ours", {}), v.get("node", {}))
+    for k, v in sc.items():
         row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
             v.get("node", {}).get("clients"), str(k),
             None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
@@ -203,7 +237,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
             _sum(v.get("node", {}), "connect_s", "settle_s"))
-    _workersRows(results, plan, row, rows.append)
+    _workersRows(results, plan, row, rows.append, checked)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
@@ -211,7 +245,8 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
 
 
 def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
-                 add: Callable[[tuple[str, ...]], None]) -> None:
+                 add: Callable[[tuple[str, ...]], None],
+                 checked: Callable[[str, dict[str, Any], dict[str, Any]], None]) -> None:
     """
     Scenario 6's rows: C{--workers 2} with Redis against Node, and against
     our single process in scenarios 1 and 2 of the same run ("2 workers / 1
@@ -241,8 +276,7 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
-    row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
-        None if w.get("lost") is None else w["lost"] == 0, fmt=whole)
+    checked("6 fan-out", w, n)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
         n.get("server_cpu_share"), fmt=pct)
     row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
@@ -260,11 +294,22 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
     perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
-    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=whole)
+    checked(f"6 fixed {plan.rate:g} msg/s", w, n)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
                o.get("cpu_us_per_delivery"))
+
+
+def _met(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "**no**")
+
+
+def seconds(x: Any) -> str:
+    """
+    A duration in seconds, to two decimals, C{-} for none.
+    """
+    return num(x, 2)
 
 
 def _spreadCell(r: dict[str, Any]) -> str:

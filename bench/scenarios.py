@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
-from bench.report import ms, num, pct, spreadNote, summariseProfile
+from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
 from bench.targets import (
     WORKERS_PINNING, Server, WorkerPool, nodeBroadcast, nodeEcho, oneSided, ours, websocketsEcho,
 )
@@ -104,9 +104,13 @@ class Bench:
         return again if rank(again) > rank(run) else run
 
     def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
+        """
+        Our chat and the Node broadcast server, with what the load generator
+        needs to reach each; C{chat} makes it follow our room's counts and seq.
+        """
         return [
             ("ours", lambda: ours(self.python, self.serverArgs),
-             {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"}),
+             {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat", "chat": True}),
             ("node", lambda: nodeBroadcast(self.node), {"url": "ws://127.0.0.1:PORT/"}),
         ]
 
@@ -135,11 +139,12 @@ class Bench:
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
                      f"{num(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {ms(r.get('p50_us'))} "
-                     f"p99 {ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
-                     f"{pct(r['server_cpu_share'])}, loadgen CPU {pct(r.get('loadgen_cpu_share'))}, "
-                     f"other load on server core(s) {pct(r['foreign_cpu_share'])}, "
-                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s"
-                     + spreadNote(r))
+                     f"p99 {ms(r.get('p99_us'))}, lost/dup/gaps/room gaps {integrity(r)}, server "
+                     f"CPU {pct(r['server_cpu_share'])}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core(s) "
+                     f"{pct(r['foreign_cpu_share'])}, connect {r.get('connect_s', 0):.1f}s + "
+                     f"settle {r.get('settle_s', 0):.1f}s, filled in {num(r.get('fill_s'), 2)}s "
+                     f"(loadgen CPU {pct(r.get('fill_loadgen_cpu_share'))})" + spreadNote(r))
         return out
 
     def workersRedis(self) -> dict[str, Any]:
@@ -157,7 +162,7 @@ class Bench:
         p = self.plan
         targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2,
                                                         serverArgs=self.serverArgs),
-                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"})]
+                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat", "chat": True})]
         self.notes.append(WORKERS_PINNING)
         out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
         out["fanout"] = self.fanout(p.fanClients, p.fanSeconds, targets=targets)["2 workers"]
