@@ -249,33 +249,38 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
                  checked: Callable[[str, dict[str, Any], dict[str, Any]], None]) -> None:
     """
     Scenario 6's rows: C{--workers 2} with Redis against Node, and against
-    our single process in scenarios 1 and 2 of the same run ("2 workers / 1
-    process"; "-" when those did not run).
+    our single process in the same run ("2 workers / 1 process", both
+    figures and their ratio, with the issue's targets).
     """
     w6 = results.get("workers2_redis") or {}
     if w6.get("skipped"):
         add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
         return
+    one = w6.get("one_process") or {}
 
-    def perProcess(label: str, workers: Any, single: Any) -> None:
-        add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
+    def perProcess(label: str, workers: Any, single: Any, fmt: Callable[[Any], str],
+                   target: str = "", limit: float | None = None, unit: str = "") -> None:
+        ok = None if limit is None or workers is None or not single else workers / single <= limit
+        add((f"{label}, 2 workers / 1 process{unit}", f"{fmt(workers)} / {fmt(single)}", "",
+             _ratio(workers, single), target, _met(ok)))
 
-    w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
+    w, o, n = (w6.get("fanout") or {}, one.get("fanout") or {},
                results.get("fanout", {}).get("node", {}))
     row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
         "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
-    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
+    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"), num)
     row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
-    perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
-               o.get("cpu_us_per_delivery"))
+    perProcess("6 fan-out: CPU per delivery, all processes incl. Redis",
+               w.get("cpu_us_per_delivery"), o.get("cpu_us_per_delivery"), cost, "<= 1.3x", 1.3,
+               " (us)")
     split = w.get("cpu_us_per_delivery_by_process") or {}
     add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
          " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
          "", "", "", ""))
     row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
-    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"), ms, "<= 2x", 2)
     checked("6 fan-out", w, n)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
         n.get("server_cpu_share"), fmt=pct)
@@ -286,19 +291,25 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     spread = w.get("clients_per_worker")
     add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
          "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
-    setup = lambda r: _sum(r, "connect_s", "settle_s")  # noqa: E731
-    row("6 fan-out: setup (connect + settle) (s)", setup(w), setup(n))
-    perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
-    w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
+    row(f"6 filling the room ({plan.fanClients} joining, until every count is right; Node: "
+        "last greeting) (s)", w.get("fill_s"), n.get("fill_s"), fmt=seconds)
+    perProcess("6 filling the room", w.get("fill_s"), o.get("fill_s"), seconds, "<= 1.5x", 1.5,
+               " (s)")
+    row("6 filling the room: load generator CPU share", w.get("fill_loadgen_cpu_share"),
+        n.get("fill_loadgen_cpu_share"), fmt=pct)
+    w, o, n = (w6.get("fixed_rate") or {}, one.get("fixed_rate") or {},
                results.get("fixed_rate", {}).get("node", {}))
     row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
-    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"), ms,
+               "<= 2x", 2)
     checked(f"6 fixed {plan.rate:g} msg/s", w, n)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
-               o.get("cpu_us_per_delivery"))
+               o.get("cpu_us_per_delivery"), cost, unit=" (us)")
+    row(f"6 fixed {plan.rate:g} msg/s: load generator CPU share", w.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
 
 
 def _met(ok: bool | None) -> str:

@@ -164,7 +164,8 @@ class Bench:
                                                         serverArgs=self.serverArgs),
                     {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat", "chat": True})]
         self.notes.append(WORKERS_PINNING)
-        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
+        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING,
+                               "one_process": self._oneProcess()}
         out["fanout"] = self.fanout(p.fanClients, p.fanSeconds, targets=targets)["2 workers"]
         out["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate,
                                         targets=targets)["2 workers"]
@@ -173,6 +174,22 @@ class Bench:
                 self.notes.append(f"scenario 6 {kind}: every client went to one worker, twice, "
                                   "so the room did not cross Redis")
         return out
+
+    def _oneProcess(self) -> dict[str, Any]:
+        """
+        Our single process's scenario 1 and 2 figures of this run, which
+        scenario 6 is compared with; measured here when 1 or 2 did not run.
+        """
+        p = self.plan
+        one: dict[str, Any] = {}
+        for kind, rate, seconds in (("fanout", 0, p.fanSeconds),
+                                    ("fixed_rate", p.rate, p.rateSeconds)):
+            single = self.results.get(kind, {}).get("ours")
+            if single is None:
+                self.log(f"  one process, for comparison ({kind}):")
+                single = self.fanout(p.fanClients, seconds, rate=rate, only="ours")["ours"]
+            one[kind] = single
+        return one
 
     def echo(self, onMark: Callable[[Server, str], None] | None = None,
              only: str | None = None) -> dict[str, Any]:
