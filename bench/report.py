@@ -130,11 +130,6 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         rows.append((label, fmt(a), fmt(b), _ratio(a, b), target,
                      "" if ok is None else ("yes" if ok else "**no**")))
 
-    def ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
-        if a is None or b in (None, 0):
-            return None
-        return test(a / b)
-
     def checked(label: str, o: dict[str, Any], n: dict[str, Any]) -> None:
         rows.append((f"{label}: {INTEGRITY}", integrity(o), integrity(n), "", "all 0",
                      _met(integrityOk(o))))
@@ -144,10 +139,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     c = plan.fanClients
     row(f"1 fan-out ({c} clients, {plan.senders} senders): deliveries/s",
         o.get("deliveries_per_s"), n.get("deliveries_per_s"), ">= 1.0x",
-        ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
+        _ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
     row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
         n.get("cpu_us_per_delivery"), "<= 0.9x",
-        ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
+        _ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
         fmt=cost)
     row("1 fan-out: same + all softirq on the server core (us)",
         o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
@@ -170,7 +165,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     o, n = fr.get("ours", {}), fr.get("node", {})
     row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
-        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
+        "<= 1.0x", _ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
     checked(f"2 fixed {plan.rate:g} msg/s", o, n)
     row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
         o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
@@ -238,6 +233,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
             _sum(v.get("node", {}), "connect_s", "settle_s"))
     _workersRows(results, plan, row, rows.append, checked)
+    _handshakeRows(results, plan, row, rows.append)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
@@ -310,6 +306,113 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
                o.get("cpu_us_per_delivery"), cost, unit=" (us)")
     row(f"6 fixed {plan.rate:g} msg/s: load generator CPU share", w.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=pct)
+
+
+def _handshakeRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
+                   add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenarios 7, 8 and 9: connections as fast as the server takes them (into
+    one chat room, and echo), and a reconnect storm; our service runs with
+    its default options in all three.
+    """
+    limit = 250_000
+    room = results.get("room_handshakes")
+    if room is not None:
+        o, n = room.get("ours", {}), room.get("node", {})
+        label = f"7 one room, {plan.roomClients} clients"
+        row(f"{label} ({plan.handshakeConcurrency} in flight, ours with default options): "
+            "handshakes/s", o.get("handshakes_per_s"), n.get("handshakes_per_s"), ">= 0.5x",
+            _ratioOk(o.get("handshakes_per_s"), n.get("handshakes_per_s"), lambda r: r >= 0.5))
+        row(f"7 one room: failed connections (of {plan.roomClients})", o.get("failed"),
+            n.get("failed"), "0", _zero(o.get("failed")), fmt=whole)
+        row("7 one room: handshake latency p50 (TCP connect to welcome or greeting)",
+            o.get("p50_us"), n.get("p50_us"), fmt=ms)
+        row("7 one room: handshake latency p99", o.get("p99_us"), n.get("p99_us"), "<= 250 ms",
+            _atMost(o.get("p99_us"), limit), fmt=ms)
+        row("7 one room: last welcome until every member's count is right (s)",
+            o.get("count_right_s"), None, "every count right", _zero(o.get("wrong_counts")),
+            fmt=seconds)
+        add(("7 one room: members with a wrong final count / room seq gaps",
+             f"{whole(o.get('wrong_counts'))} / {whole(o.get('room_seq_gaps'))}", "-", "",
+             "0 / 0", _met(_zero(o.get("wrong_counts"), o.get("room_seq_gaps")))))
+        row("7 one room: presence events per member", o.get("presence_events_per_member"), None)
+        row("7 one room: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
+            n.get("server_cpu_us_per_handshake"))
+        row("7 one room: server CPU share", o.get("server_cpu_share"),
+            n.get("server_cpu_share"), fmt=pct)
+        row("7 one room: load generator CPU share", o.get("loadgen_cpu_share"),
+            n.get("loadgen_cpu_share"), fmt=pct)
+        row("7 one room: other load on the server core", o.get("foreign_cpu_share"),
+            n.get("foreign_cpu_share"), fmt=pct)
+    echo = results.get("echo_handshakes")
+    if echo is not None:
+        o, n, w = echo.get("ours", {}), echo.get("node", {}), echo.get("websockets", {})
+        row(f"8 echo, {plan.echoConnections} connections ({plan.handshakeConcurrency} in flight): "
+            "handshakes/s", o.get("handshakes_per_s"), n.get("handshakes_per_s"))
+        row(f"8 echo connections: failed (of {plan.echoConnections})", o.get("failed"),
+            n.get("failed"), "0", _zero(o.get("failed")), fmt=whole)
+        row("8 echo connections: handshake latency p50 (TCP connect to 101)", o.get("p50_us"),
+            n.get("p50_us"), fmt=ms)
+        row("8 echo connections: handshake latency p99", o.get("p99_us"), n.get("p99_us"),
+            "<= 250 ms", _atMost(o.get("p99_us"), limit), fmt=ms)
+        row("8 echo connections: server CPU per handshake (us)",
+            o.get("server_cpu_us_per_handshake"), n.get("server_cpu_us_per_handshake"))
+        row("8 echo connections: load generator CPU share", o.get("loadgen_cpu_share"),
+            n.get("loadgen_cpu_share"), fmt=pct)
+        row("8 echo connections: other load on the server core", o.get("foreign_cpu_share"),
+            n.get("foreign_cpu_share"), fmt=pct)
+        if w:
+            add(("8 echo connections: Python websockets: handshakes/s | p99 | failed",
+                 num(w.get("handshakes_per_s")), ms(w.get("p99_us")), whole(w.get("failed")),
+                 "", ""))
+            add(("8 echo connections: Python websockets: CPU us/handshake | loadgen | other",
+                 num(w.get("server_cpu_us_per_handshake")), pct(w.get("loadgen_cpu_share")),
+                 pct(w.get("foreign_cpu_share")), "", ""))
+            add(("8 echo connections: ours / websockets, handshakes/s", "", "",
+                 _ratio(o.get("handshakes_per_s"), w.get("handshakes_per_s")), ">= 1.0x",
+                 _met(_ratioOk(o.get("handshakes_per_s"), w.get("handshakes_per_s"),
+                               lambda r: r >= 1.0))))
+            add(("8 echo connections: ours / websockets, p99 handshake latency", "", "",
+                 _ratio(o.get("p99_us"), w.get("p99_us")), "", ""))
+    storm = results.get("reconnect_storm")
+    if storm is not None:
+        o, n = storm.get("ours", {}), storm.get("node", {})
+        how = o.get("drop") or n.get("drop") or "-"
+        row(f"9 reconnect storm, {plan.stormClients} members (dropped: {how}, all at once): "
+            "drop until all are back (s)", o.get("back_s"), n.get("back_s"), fmt=seconds)
+        row("9 storm: failed reconnects", o.get("failed"), n.get("failed"), "0",
+            _zero(o.get("failed")), fmt=whole)
+        row("9 storm: reconnect latency p50 (TCP connect to welcome or greeting)",
+            o.get("p50_us"), n.get("p50_us"), fmt=ms)
+        row("9 storm: reconnect latency p99", o.get("p99_us"), n.get("p99_us"), fmt=ms)
+        row("9 storm: drop until every member's count is right (s)", o.get("count_right_s"),
+            None, "every count right", _zero(o.get("wrong_counts")), fmt=seconds)
+        add(("9 storm: members with a wrong final count / room seq gaps",
+             f"{whole(o.get('wrong_counts'))} / {whole(o.get('room_seq_gaps'))}", "-", "",
+             "0 / 0", _met(_zero(o.get("wrong_counts"), o.get("room_seq_gaps")))))
+        row("9 storm: server CPU share, drop until all are back", o.get("server_cpu_share"),
+            n.get("server_cpu_share"), fmt=pct)
+        row("9 storm: load generator CPU share, drop until all are back",
+            o.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), fmt=pct)
+        row("9 storm: filling the room first, failed of it", o.get("fill_failed"),
+            n.get("fill_failed"), "0", _zero(o.get("fill_failed")), fmt=whole)
+
+
+def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
+    if a is None or b in (None, 0):
+        return None
+    return test(a / b)
+
+
+def _atMost(x: Any, limit: float) -> bool | None:
+    return None if x is None else x <= limit
+
+
+def _zero(*xs: Any) -> bool | None:
+    """
+    Whether every count in C{xs} is 0 (C{None}: one was not measured).
+    """
+    return None if any(x is None for x in xs) else not any(xs)
 
 
 def _met(ok: bool | None) -> str:

@@ -111,17 +111,25 @@ class Server:
             self.proc.wait(10)
 
 
-def ourCommand(python: str, serverArgs: Sequence[str] = ()) -> list[str]:
-    """
-    Our service's command line, as every scenario runs it; C{serverArgs}
-    are extra options (C{--server-arg}), e.g. to measure a proposed one.
-    """
-    return serviceCommand(*LOOPBACK, "--max-connections", "0", "--max-messages-per-second", "0",
-                          *serverArgs, python=python)
+#: The limits the load generator cannot live with: it is one client address
+#: opening up to 10,000 connections and sending as fast as it can.
+LIFTED_LIMITS = ("--max-connections", "0", "--max-messages-per-second", "0")
 
 
-def ours(python: str, serverArgs: Sequence[str] = ()) -> Server:
-    return Server("wsservice", ourCommand(python, serverArgs), r"wsservice starting on '?(\d+)",
+def ourCommand(python: str, serverArgs: Sequence[str] = (), lifted: bool = True) -> list[str]:
+    """
+    Our service's command line, as the scenarios run it: with
+    L{LIFTED_LIMITS}, or (not C{lifted}) every option at its default.
+    C{serverArgs} are extra options (C{--server-arg}), e.g. to measure a
+    proposed one.
+    """
+    return serviceCommand(*LOOPBACK, *(LIFTED_LIMITS if lifted else ()), *serverArgs,
+                          python=python)
+
+
+def ours(python: str, serverArgs: Sequence[str] = (), lifted: bool = True) -> Server:
+    name = "wsservice" if lifted else "wsservice (default options)"
+    return Server(name, ourCommand(python, serverArgs, lifted), r"wsservice starting on '?(\d+)",
                   env={"PYTHONPATH": str(REPO)})
 
 
