@@ -3,7 +3,7 @@
 Benchmark wsservice against the reference Node C{ws} servers, in one run.
 
     python bench/run.py            # the full run (~6-8 minutes)
-    python bench/run.py --quick    # tiny client counts, ~40 s (the smoke test)
+    python bench/run.py --quick    # tiny client counts, ~1 minute (the smoke test)
 
 Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
 missing), starts each server (but scenario 6's) pinned to core 0 and the
@@ -54,7 +54,7 @@ from tests.support.processes import REPO  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~40 s")
+    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~1 minute")
     parser.add_argument("--profile", dest="profile", action="store_true", default=None,
                         help="also profile our server with py-spy (default: on in full runs)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
