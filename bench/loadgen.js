@@ -9,6 +9,10 @@
 //   RESULT <json>      the figures, last line
 //   ERROR <text>       anything unexpected (unexpected closes, bad frames)
 //
+// Modes: fanout, echo, idle (raw clients held open for their memory),
+// handshakes (raw clients connecting as fast as the server takes them) and
+// storm (a room that drops and reconnects at once).
+//
 // Every phase is bounded in time; the process exits by itself.
 'use strict';
 
@@ -54,6 +58,8 @@ function payload(sender, seq) {
 // Parse "B~sender~seq~time~" out of a frame (ours wraps it in JSON, the Node
 // reference relays it raw); null if the frame is not a bench message.
 function parse(text) {
+  // Our history frame holds earlier bench messages: not a delivery.
+  if (text.startsWith('{"type":"') && !text.startsWith('{"type":"message"')) return null;
   const i = text.indexOf(MARKER);
   if (i < 0) return null;
   const a = text.indexOf('~', i + 2), b = text.indexOf('~', a + 1), c = text.indexOf('~', b + 1);
@@ -70,10 +76,27 @@ let opened = 0;
 let closedUnexpectedly = 0;
 let stopping = false;
 
+// What every connection of a scenario offers, for both clients: the
+// subprotocols (cfg.protocol, or the list cfg.protocols, then
+// cfg.extraProtocols such as a "bearer.<token>"), extra request headers
+// (cfg.headers, e.g. Authorization) and query parameters (cfg.query, e.g.
+// token, since, epoch), so later scenarios can authenticate or resume
+// without a new client.
+function protocols() {
+  const main = cfg.protocols || (cfg.protocol ? [cfg.protocol] : []);
+  return [...main, ...(cfg.extraProtocols || [])];
+}
+function withQuery(url) {
+  if (!cfg.query) return url;
+  const u = new URL(url);
+  for (const [k, v] of Object.entries(cfg.query)) u.searchParams.set(k, String(v));
+  return u.toString();
+}
+
 function connect(url, onMessage) {
   return new Promise((resolve) => {
-    const ws = cfg.protocol ? new WebSocket(url, cfg.protocol, { perMessageDeflate: false })
-                            : new WebSocket(url, { perMessageDeflate: false });
+    const ws = new WebSocket(withQuery(url), protocols(),
+                             { perMessageDeflate: false, headers: cfg.headers || {} });
     let done = false;
     const finish = (v) => { if (!done) { done = true; resolve(v); } };
     ws.on('open', () => { opened++; if (cfg.mode === 'echo') { greeted++; finish(ws); } });
@@ -83,7 +106,6 @@ function connect(url, onMessage) {
         greeted++;
         finish(ws);
         lastOther = performance.now();
-        return;
       }
       onMessage(ws, text);
     });
@@ -120,6 +142,50 @@ function cpuMs(before) {
   return (u.user + u.system) / 1000;
 }
 
+// What a member of our chat room learns from its frames (cfg.chat): the
+// room's size (the `count` of its welcome and of every presence event) and
+// the room's `seq`, which must grow by exactly one from frame to frame.
+const room = { seqGaps: 0, presenceEvents: 0 };
+function roomSeq(member, seq) {
+  if (member.roomSeq !== undefined && seq !== member.roomSeq + 1) room.seqGaps++;
+  member.roomSeq = seq;
+}
+function roomFrame(member, text) {
+  let event;
+  try { event = JSON.parse(text); } catch (e) { return; }
+  if (event === null || typeof event !== 'object') return;
+  if (typeof event.count === 'number') {
+    member.count = event.count;
+    member.countAt = performance.now();
+  }
+  if (event.type === 'presence') room.presenceEvents++;
+  if (typeof event.seq === 'number') roomSeq(member, event.seq);
+}
+// The room seq of one of our message frames, which ends with "seq":N}.
+function seqOf(text) {
+  const i = text.lastIndexOf('"seq":');
+  if (i < 0) return -1;
+  let v = 0;
+  for (let j = i + 6; j < text.length; j++) {
+    const c = text.charCodeAt(j) - 48;
+    if (c < 0 || c > 9) break;
+    v = v * 10 + c;
+  }
+  return v;
+}
+// Wait (at most maxMs) until every member's count is the number of members,
+// then holdMs more in case a late event makes one wrong again.  `rightAt`
+// is when the last member's count last changed, or null while any is wrong.
+async function countsRight(members, maxMs, holdMs = 300) {
+  const wrong = () => members.reduce((w, m) => w + (m.count === members.length ? 0 : 1), 0);
+  const end = performance.now() + maxMs;
+  while (wrong() && performance.now() < end) await sleep(20);
+  if (!wrong()) await sleep(holdMs);
+  const left = wrong();
+  const rightAt = left ? null : members.reduce((t, m) => Math.max(t, m.countAt), 0);
+  return { wrong: left, rightAt };
+}
+
 async function fanout() {
   const n = cfg.clients, S = cfg.senders;
   const hist = new Histogram();
@@ -133,10 +199,38 @@ async function fanout() {
     sent[s]++;
     outstanding[s]++;
   }
+  // Per receiver and sender: the next seq expected, and the seqs skipped
+  // by a gap, so a copy that comes later is out of order, not duplicated.
+  let unique = 0, duplicated = 0, seqGaps = 0, late = 0;
+  function account(ws, m) {
+    if (!ws.nextSeq) ws.nextSeq = new Float64Array(S);
+    const expected = ws.nextSeq[m.sender];
+    if (m.seq === expected) { ws.nextSeq[m.sender] = expected + 1; unique++; return; }
+    if (m.seq > expected) {
+      seqGaps++;
+      unique++;
+      if (!ws.skipped) ws.skipped = new Set();
+      for (let q = expected; q < m.seq && ws.skipped.size < 100000; q++) {
+        ws.skipped.add(q * S + m.sender);
+      }
+      ws.nextSeq[m.sender] = m.seq + 1;
+    } else if (ws.skipped && ws.skipped.delete(m.seq * S + m.sender)) {
+      late++;
+      unique++;
+    } else {
+      duplicated++;
+    }
+  }
   const onMessage = (ws, text) => {
     const m = parse(text);
-    if (m === null) { lastOther = performance.now(); return; }
+    if (m === null) {
+      lastOther = performance.now();
+      if (cfg.chat) roomFrame(ws, text);
+      return;
+    }
     received++;
+    account(ws, m);
+    if (cfg.chat) roomSeq(ws, seqOf(text));
     if (inWindow) { windowReceived++; hist.add(nowUs() - m.t); }
     if (ws.benchSender === m.sender) {
       outstanding[m.sender]--;
@@ -144,9 +238,19 @@ async function fanout() {
     }
   };
   const t0 = performance.now();
+  const fillCpu0 = process.cpuUsage();
   const sockets = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
   const connectSecs = (performance.now() - t0) / 1000;
   if (sockets.length < n) error(`only ${sockets.length}/${n} clients connected`);
+  // Filling the room: until every member's count is the room's size (our
+  // chat), or until the last greeting (no counts to wait for).
+  let fillSecs = connectSecs, wrongCounts = null;
+  if (cfg.chat) {
+    const c = await countsRight(sockets, (cfg.settleMax || 60) * 1000, 0);
+    wrongCounts = c.wrong;
+    fillSecs = c.rightAt === null ? null : (c.rightAt - t0) / 1000;
+  }
+  const fillLgCpu = cpuMs(fillCpu0) / 1000 / ((performance.now() - t0) / 1000);
   await settle(cfg.quietMs || 500, (cfg.settleMax || 60) * 1000);
   const settleSecs = (performance.now() - t0) / 1000 - connectSecs;
   senders = sockets.slice(0, S);
@@ -182,14 +286,16 @@ async function fanout() {
   const expected = totalSent * sockets.length;
   // Drain: wait for every copy of every message, bounded.
   const drainEnd = performance.now() + (cfg.drain || 10) * 1000;
-  while (received < expected && performance.now() < drainEnd) await sleep(20);
+  while (unique < expected && performance.now() < drainEnd) await sleep(20);
   stopping = true;
   return {
     clients: sockets.length, senders: S, connect_s: connectSecs, settle_s: settleSecs,
+    fill_s: fillSecs, fill_wrong_counts: wrongCounts, fill_loadgen_cpu_share: fillLgCpu,
     window_s: wall, sent_in_window: sentInWindow, deliveries_in_window: windowReceived,
     deliveries_per_s: windowReceived / wall, msgs_per_s: sentInWindow / wall,
     p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99),
-    sent: totalSent, expected, received, lost: expected - received,
+    sent: totalSent, expected, received, lost: expected - unique, duplicated,
+    out_of_order: seqGaps, late, room_seq_gaps: cfg.chat ? room.seqGaps : null,
     loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
   };
 }
@@ -227,71 +333,238 @@ async function echo() {
   };
 }
 
-// Idle connections use a raw TCP client that writes a fixed upgrade request
-// and waits for the 101 and the first frame (the greeting): the `ws` client
-// spends ~400 us of CPU per handshake, which would cap the measurement at
-// ~2,500 handshakes/s on one core, below the 5,000/s target.
+// The handshake scenarios use a raw TCP client that writes a fixed upgrade
+// request and waits for the 101 and the first frame (the greeting): the
+// `ws` client spends ~400 us of CPU per handshake, which would cap the
+// measurement at ~2,500 handshakes/s on one core, below the 5,000/s target.
+// It reads the server's (unmasked) frames to answer pings (an idle client
+// that never pongs is dropped after --ping-interval + --ping-timeout) and
+// to hand text frames to opts.onText.
+//
+// opts: greeting (false: done at the 101, for echo servers that greet
+// nobody), hist (handshake latency, from the TCP connect to the greeting),
+// timeoutMs (per attempt), failures (an object counting failed attempts by
+// reason; without it a failure is an ERROR line), onText(sock, text).
 const net = require('net');
-function rawConnect(url) {
-  const u = new URL(url);
-  const request = `GET ${u.pathname} HTTP/1.1\r\nHost: ${u.host}\r\nUpgrade: websocket\r\n` +
+function rawConnect(url, opts = {}) {
+  const u = new URL(withQuery(url));
+  const offered = protocols();
+  const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
+    'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
     'Sec-WebSocket-Version: 13\r\n' +
-    (cfg.protocol ? `Sec-WebSocket-Protocol: ${cfg.protocol}\r\n` : '') + '\r\n';
+    (offered.length ? `Sec-WebSocket-Protocol: ${offered.join(', ')}\r\n` : '') +
+    Object.entries(cfg.headers || {}).map(([k, v]) => `${k}: ${v}\r\n`).join('') + '\r\n';
+  const wantGreeting = opts.greeting !== false;
   return new Promise((resolve) => {
+    const started = performance.now();
     const sock = net.connect({ host: u.hostname, port: +u.port });
     sock.setNoDelay(true);
-    let head = '', state = 0; // 0: waiting for headers, 1: for the greeting, 2: idle
-    sock.on('connect', () => sock.write(request));
-    let frames = Buffer.alloc(0);
-    // Read server frames (unmasked) only to answer pings: an idle client
-    // that never pongs is dropped after --ping-interval + --ping-timeout.
+    let head = '', state = 0; // 0: waiting for the 101, 1: for the greeting, 2: open
+    let settled = false, frames = null, fragments = null;
+    const timer = opts.timeoutMs
+      ? setTimeout(() => fail('no greeting in time'), opts.timeoutMs) : null;
+    const settle = (v) => {
+      if (settled) return;
+      settled = true;
+      if (timer) clearTimeout(timer);
+      resolve(v);
+    };
+    function fail(reason) {
+      if (settled) return;
+      if (opts.failures) opts.failures[reason] = (opts.failures[reason] || 0) + 1;
+      else error(`connect failed: ${reason}`);
+      sock.destroy();
+      settle(null);
+    }
+    function ready() {
+      state = 2;
+      greeted++;
+      sock.greetedAt = performance.now();
+      if (opts.hist) opts.hist.add((sock.greetedAt - started) * 1000);
+      settle(sock);
+    }
+    function frame(op, body) {
+      if (op === 0x9) {
+        if (body.length <= 125) {
+          // Pong with the ping's payload, masked with a zero key.
+          sock.write(Buffer.concat([Buffer.from([0x8a, 0x80 | body.length, 0, 0, 0, 0]), body]));
+        }
+        return;
+      }
+      if (op === 0x8) {
+        sock.closeCode = body.length >= 2 ? body.readUInt16BE(0) : 1005;
+        if (state === 1) fail(`close ${sock.closeCode} before the greeting`);
+        return;
+      }
+      if (state === 1) ready();
+      if (op === 0x1 && opts.onText) opts.onText(sock, body.toString());
+    }
     const consume = (chunk) => {
-      frames = frames.length ? Buffer.concat([frames, chunk]) : chunk;
+      frames = frames && frames.length ? Buffer.concat([frames, chunk]) : chunk;
       for (;;) {
         if (frames.length < 2) return;
         let len = frames[1] & 0x7f, off = 2;
         if (len === 126) { if (frames.length < 4) return; len = frames.readUInt16BE(2); off = 4; }
         else if (len === 127) { if (frames.length < 10) return; len = Number(frames.readBigUInt64BE(2)); off = 10; }
         if (frames.length < off + len) return;
-        if ((frames[0] & 0x0f) === 0x9 && len <= 125) {
-          // Pong with the ping's payload, masked with a zero key.
-          sock.write(Buffer.concat([Buffer.from([0x8a, 0x80 | len, 0, 0, 0, 0]),
-                                    frames.subarray(off, off + len)]));
-        }
+        const fin = frames[0] & 0x80, op = frames[0] & 0x0f;
+        const body = frames.subarray(off, off + len);
         frames = frames.subarray(off + len);
+        if (op >= 0x8 || (op && fin)) { frame(op, body); continue; }
+        if (op) fragments = { op, parts: [] };
+        if (!fragments) continue;
+        fragments.parts.push(body);
+        if (fin) { frame(fragments.op, Buffer.concat(fragments.parts)); fragments = null; }
       }
     };
+    sock.on('connect', () => sock.write(request));
     sock.on('data', (chunk) => {
-      if (state === 2) { lastOther = performance.now(); consume(chunk); return; }
       if (state === 0) {
         head += chunk.toString('latin1');
         const end = head.indexOf('\r\n\r\n');
         if (end < 0) return;
-        if (!head.startsWith('HTTP/1.1 101')) {
-          error(`handshake refused: ${head.split('\r\n')[0]}`);
-          sock.destroy();
-          resolve(null);
-          return;
-        }
+        if (!head.startsWith('HTTP/1.1 101')) { fail(head.split('\r\n')[0]); return; }
         opened++;
         state = 1;
-        const rest = Buffer.from(head.slice(end + 4), 'latin1');
-        if (!rest.length) return;
-        chunk = rest;
+        if (!wantGreeting) ready();
+        chunk = Buffer.from(head.slice(end + 4), 'latin1');
+        if (!chunk.length) return;
       }
-      state = 2;
-      greeted++;
       lastOther = performance.now();
       consume(chunk);
-      resolve(sock);
     });
-    sock.on('error', (e) => { error(`socket error: ${e.message}`); resolve(null); });
+    sock.on('error', (e) => {
+      if (!settled) fail(`socket error: ${e.code || e.message}`);
+      else if (!stopping && !sock.dropped) error(`socket error: ${e.message}`);
+    });
     sock.on('close', () => {
-      if (!stopping) { closedUnexpectedly++; error('unexpected close'); }
-      resolve(null);
+      if (!settled) {
+        fail(state === 0 ? 'closed before the 101' : 'closed before the greeting');
+        return;
+      }
+      if (!stopping && !sock.dropped) {
+        closedUnexpectedly++;
+        error(`unexpected close${sock.closeCode ? ` ${sock.closeCode}` : ''}`);
+      }
     });
   });
+}
+
+// Open n raw connections, at most `concurrency` in flight, each started as
+// soon as one before it is done; returns the open ones, how many failed
+// (or were never tried before cfg.connectTimeout), and when the phase
+// ended and the last greeting came (performance.now() ms).
+async function rawFill(n, urlFor, concurrency, opts) {
+  const sockets = [];
+  let next = 0, failedCount = 0;
+  const t0 = performance.now();
+  const deadline = t0 + (cfg.connectTimeout || 120) * 1000;
+  async function worker() {
+    while (next < n && performance.now() < deadline) {
+      const s = await rawConnect(urlFor(next++), opts);
+      if (s) sockets.push(s); else failedCount++;
+    }
+  }
+  await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
+  if (next < n) error(`connect phase timed out: ${n - next} of ${n} connections never tried`);
+  const lastGreeting = sockets.reduce((t, s) => Math.max(t, s.greetedAt), t0);
+  return { sockets, failed: failedCount + n - next, secs: (performance.now() - t0) / 1000,
+           lastGreeting };
+}
+
+// How a storm drops a member: `close` sends a close frame and FIN without
+// waiting for the answer, `destroy` closes the TCP socket with no
+// WebSocket close at all, `reset` aborts it with an RST.
+function drop(sock, how) {
+  sock.dropped = true;
+  if (how === 'close') sock.end(Buffer.from([0x88, 0x82, 0, 0, 0, 0, 0x03, 0xe8]));
+  else if (how === 'reset') sock.resetAndDestroy();
+  else sock.destroy();
+}
+
+function attemptOpts(hist, failures) {
+  return { greeting: cfg.greeting !== false, hist, failures,
+           timeoutMs: (cfg.attemptTimeout || 30) * 1000,
+           onText: cfg.chat ? roomFrame : null };
+}
+
+// cfg.clients connections to cfg.url (one chat room, or echo), at most
+// cfg.concurrency in flight, as fast as the server takes them; for our
+// chat, then until every member's count is the room's size.
+async function handshakes() {
+  const hist = new Histogram(), failures = {};
+  const cpu0 = process.cpuUsage();
+  mark('start');
+  const got = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
+                            attemptOpts(hist, failures));
+  mark('connected');
+  const lgCpu = cpuMs(cpu0) / 1000;
+  const n = got.sockets.length;
+  const out = {
+    clients: n, attempted: cfg.clients, failed: got.failed, failures,
+    concurrency: cfg.concurrency || 200, connect_s: got.secs, handshakes_per_s: n / got.secs,
+    p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99), loadgen_cpu_share: lgCpu / got.secs,
+  };
+  if (cfg.chat && n) {
+    const c = await countsRight(got.sockets, (cfg.countWait || 30) * 1000);
+    mark('counted');
+    out.wrong_counts = c.wrong;
+    out.count_right_s = c.rightAt === null
+      ? null : Math.max(0, c.rightAt - got.lastGreeting) / 1000;
+    out.presence_events_per_member = room.presenceEvents / n;
+    out.room_seq_gaps = room.seqGaps;
+  }
+  await sleep((cfg.hold || 0.3) * 1000);
+  stopping = true;
+  out.unexpected_closes = closedUnexpectedly;
+  return out;
+}
+
+// cfg.clients members join one room (at most cfg.concurrency in flight);
+// once every count is right, all drop at once (cfg.drop) and all reconnect
+// at once (at most cfg.stormConcurrency in flight, default: all).
+async function storm() {
+  const fillFailures = {}, failures = {};
+  const t0 = performance.now();
+  const first = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
+                              attemptOpts(null, fillFailures));
+  const n = first.sockets.length;
+  const out = { clients: n, fill_failed: first.failed, fill_failures: fillFailures,
+                drop: cfg.drop || 'destroy' };
+  if (cfg.chat && n) {
+    const c = await countsRight(first.sockets, (cfg.countWait || 30) * 1000);
+    out.fill_wrong_counts = c.wrong;
+  } else {
+    await settle(300, 5000);
+  }
+  out.fill_s = (performance.now() - t0) / 1000;
+  const hist = new Histogram();
+  const cpu0 = process.cpuUsage();
+  mark('drop');
+  const dropped = performance.now();
+  for (const s of first.sockets) drop(s, cfg.drop || 'destroy');
+  const again = await rawFill(n, () => cfg.url, cfg.stormConcurrency || n,
+                              attemptOpts(hist, failures));
+  mark('back');
+  const stormSecs = (performance.now() - dropped) / 1000;
+  Object.assign(out, {
+    reconnected: again.sockets.length, failed: again.failed, failures,
+    back_s: again.sockets.length ? (again.lastGreeting - dropped) / 1000 : null, storm_s: stormSecs,
+    p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99),
+    loadgen_cpu_share: cpuMs(cpu0) / 1000 / stormSecs,
+  });
+  if (cfg.chat && again.sockets.length) {
+    const c = await countsRight(again.sockets, (cfg.countWait || 30) * 1000);
+    mark('counted');
+    out.wrong_counts = c.wrong;
+    out.count_right_s = c.rightAt === null ? null : (c.rightAt - dropped) / 1000;
+    out.room_seq_gaps = room.seqGaps;
+  }
+  await sleep(300);
+  stopping = true;
+  out.unexpected_closes = closedUnexpectedly;
+  return out;
 }
 
 async function idle() {
@@ -306,7 +579,7 @@ async function idle() {
   const deadline = t0 + (cfg.connectTimeout || 120) * 1000;
   async function worker() {
     while (next < n && performance.now() < deadline) {
-      const s = await rawConnect(urlFor(next++));
+      const s = await rawConnect(urlFor(next++), { timeoutMs: (cfg.attemptTimeout || 30) * 1000 });
       if (s) sockets.push(s);
     }
   }
@@ -332,7 +605,7 @@ const hardStop = setTimeout(() => {
   process.exit(2);
 }, (cfg.timeLimit || 300) * 1000);
 
-({ fanout, echo, idle })[cfg.mode]().then((result) => {
+({ fanout, echo, idle, handshakes, storm })[cfg.mode]().then((result) => {
   result.errors = errors;
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
   clearTimeout(hardStop);

@@ -89,10 +89,43 @@ def pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.0f}%"
 
 
+def integrity(r: dict[str, Any]) -> str:
+    """
+    What a fan-out's receivers missed or got wrong, as C{"lost / duplicated /
+    out of order / room seq gaps"}: per sender's own numbering, and (our
+    chat only, C{-} elsewhere) the room's C{seq}, which grows by one per
+    event for every member.
+    """
+    if r.get("lost") is None:
+        return "-"
+    return " / ".join(whole(r.get(k)) if r.get(k) is not None else "-"
+                      for k in ("lost", "duplicated", "out_of_order", "room_seq_gaps"))
+
+
+def integrityOk(r: dict[str, Any]) -> bool | None:
+    """
+    Whether L{integrity} found nothing wrong (C{None}: not measured).
+    """
+    if r.get("lost") is None:
+        return None
+    return all(not r.get(k) for k in ("lost", "duplicated", "out_of_order", "room_seq_gaps"))
+
+
+#: The columns of L{integrity}, for the table's labels.
+INTEGRITY = "lost / duplicated / out of order (seq gaps) / room seq gaps"
+
+
 def _ratio(a: Any, b: Any) -> str:
     if a is None or b in (None, 0):
         return "-"
     return f"{a / b:.2f}x"
+
+
+#: Each scenario's key in the results, so the table leaves out the rows of
+#: scenarios that did not run (C{--scenarios}).
+SCENARIO_KEYS = {"fanout": 1, "fixed_rate": 2, "echo": 3, "idle": 4, "scale": 5,
+                 "workers2_redis": 6, "room_handshakes": 7, "echo_handshakes": 8,
+                 "reconnect_storm": 9}
 
 
 def table(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -104,28 +137,30 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         rows.append((label, fmt(a), fmt(b), _ratio(a, b), target,
                      "" if ok is None else ("yes" if ok else "**no**")))
 
-    def ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
-        if a is None or b in (None, 0):
-            return None
-        return test(a / b)
+    def checked(label: str, o: dict[str, Any], n: dict[str, Any]) -> None:
+        rows.append((f"{label}: {INTEGRITY}", integrity(o), integrity(n), "", "all 0",
+                     _met(integrityOk(o))))
 
     fo = results.get("fanout", {})
     o, n = fo.get("ours", {}), fo.get("node", {})
     c = plan.fanClients
     row(f"1 fan-out ({c} clients, {plan.senders} senders): deliveries/s",
         o.get("deliveries_per_s"), n.get("deliveries_per_s"), ">= 1.0x",
-        ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
+        _ratioOk(o.get("deliveries_per_s"), n.get("deliveries_per_s"), lambda r: r >= 1.0))
     row("1 fan-out: server CPU per delivery (us)", o.get("cpu_us_per_delivery"),
         n.get("cpu_us_per_delivery"), "<= 0.9x",
-        ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
+        _ratioOk(o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), lambda r: r <= 0.9),
         fmt=cost)
     row("1 fan-out: same + all softirq on the server core (us)",
         o.get("cpu_us_per_delivery_with_softirq"), n.get("cpu_us_per_delivery_with_softirq"),
         "", None, fmt=cost)
     row("1 fan-out: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("1 fan-out: p99 latency", o.get("p99_us"), n.get("p99_us"), fmt=ms)
-    row("1 fan-out: messages lost", o.get("lost"), n.get("lost"), "0",
-        None if o.get("lost") is None else (o.get("lost") == 0), fmt=whole)
+    checked("1 fan-out", o, n)
+    row("1 fan-out: filling the room (until every count is right; Node: last greeting) (s)",
+        o.get("fill_s"), n.get("fill_s"), fmt=seconds)
+    row("1 fan-out: load generator CPU share while filling", o.get("fill_loadgen_cpu_share"),
+        n.get("fill_loadgen_cpu_share"), fmt=pct)
     row("1 fan-out: server CPU share", o.get("server_cpu_share"), n.get("server_cpu_share"), fmt=pct)
     row("1 fan-out: load generator CPU share", o.get("loadgen_cpu_share"),
         n.get("loadgen_cpu_share"), fmt=pct)
@@ -137,9 +172,8 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     o, n = fr.get("ours", {}), fr.get("node", {})
     row(f"2 fixed {plan.rate:g} msg/s: p50 latency", o.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"2 fixed {plan.rate:g} msg/s: p99 latency", o.get("p99_us"), n.get("p99_us"),
-        "<= 1.0x", ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
-    row(f"2 fixed {plan.rate:g} msg/s: messages lost", o.get("lost"), n.get("lost"),
-        fmt=whole)
+        "<= 1.0x", _ratioOk(o.get("p99_us"), n.get("p99_us"), lambda r: r <= 1.0), fmt=ms)
+    checked(f"2 fixed {plan.rate:g} msg/s", o, n)
     row(f"2 fixed {plan.rate:g} msg/s: server CPU per delivery (us)",
         o.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     ec = results.get("echo", {})
@@ -192,6 +226,8 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 deliveries/s at {k} clients", v.get("ours", {}).get("deliveries_per_s"),
             v.get("node", {}).get("deliveries_per_s"))
     for k, v in sc.items():
+        checked(f"5 at {k} clients", v.get("ours", {}), v.get("node", {}))
+    for k, v in sc.items():
         row(f"5 clients connected (of {k})", v.get("ours", {}).get("clients"),
             v.get("node", {}).get("clients"), str(k),
             None if v.get("ours", {}).get("clients") is None else v["ours"]["clients"] == int(k),
@@ -203,7 +239,10 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
         row(f"5 setup (connect + settle) at {k} clients (s)",
             _sum(v.get("ours", {}), "connect_s", "settle_s"),
             _sum(v.get("node", {}), "connect_s", "settle_s"))
-    _workersRows(results, plan, row, rows.append)
+    _workersRows(results, plan, row, rows.append, checked)
+    _handshakeRows(results, plan, row, rows.append)
+    ran = {str(number) for key, number in SCENARIO_KEYS.items() if key in results}
+    rows = [r for r in rows if r[0].split(" ", 1)[0] in ran]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     fmtRow = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return [fmtRow(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|",
@@ -211,38 +250,43 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
 
 
 def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
-                 add: Callable[[tuple[str, ...]], None]) -> None:
+                 add: Callable[[tuple[str, ...]], None],
+                 checked: Callable[[str, dict[str, Any], dict[str, Any]], None]) -> None:
     """
     Scenario 6's rows: C{--workers 2} with Redis against Node, and against
-    our single process in scenarios 1 and 2 of the same run ("2 workers / 1
-    process"; "-" when those did not run).
+    our single process in the same run ("2 workers / 1 process", both
+    figures and their ratio, with the issue's targets).
     """
     w6 = results.get("workers2_redis") or {}
     if w6.get("skipped"):
         add(("6 --workers 2 with Redis", f"skipped: {w6['skipped']}", "", "", "", ""))
         return
+    one = w6.get("one_process") or {}
 
-    def perProcess(label: str, workers: Any, single: Any) -> None:
-        add((f"{label}, 2 workers / 1 process", "", "", _ratio(workers, single), "", ""))
+    def perProcess(label: str, workers: Any, single: Any, fmt: Callable[[Any], str],
+                   target: str = "", limit: float | None = None, unit: str = "") -> None:
+        ok = None if limit is None or workers is None or not single else workers / single <= limit
+        add((f"{label}, 2 workers / 1 process{unit}", f"{fmt(workers)} / {fmt(single)}", "",
+             _ratio(workers, single), target, _met(ok)))
 
-    w, o, n = (w6.get("fanout") or {}, results.get("fanout", {}).get("ours", {}),
+    w, o, n = (w6.get("fanout") or {}, one.get("fanout") or {},
                results.get("fanout", {}).get("node", {}))
     row(f"6 2 workers + Redis, fan-out ({plan.fanClients} clients, {plan.senders} senders): "
         "deliveries/s", w.get("deliveries_per_s"), n.get("deliveries_per_s"))
-    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"))
+    perProcess("6 fan-out: deliveries/s", w.get("deliveries_per_s"), o.get("deliveries_per_s"), num)
     row("6 fan-out: CPU per delivery, supervisor + workers + Redis (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
-    perProcess("6 fan-out: CPU per delivery", w.get("cpu_us_per_delivery"),
-               o.get("cpu_us_per_delivery"))
+    perProcess("6 fan-out: CPU per delivery, all processes incl. Redis",
+               w.get("cpu_us_per_delivery"), o.get("cpu_us_per_delivery"), cost, "<= 1.3x", 1.3,
+               " (us)")
     split = w.get("cpu_us_per_delivery_by_process") or {}
     add(("6 fan-out: CPU per delivery: supervisor / workers / Redis (us)",
          " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
          "", "", "", ""))
     row("6 fan-out: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row("6 fan-out: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
-    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"))
-    row("6 fan-out: messages lost", w.get("lost"), n.get("lost"), "0",
-        None if w.get("lost") is None else w["lost"] == 0, fmt=whole)
+    perProcess("6 fan-out: p99 latency", w.get("p99_us"), o.get("p99_us"), ms, "<= 2x", 2)
+    checked("6 fan-out", w, n)
     row("6 fan-out: server CPU, all processes (100% = one core)", w.get("server_cpu_share"),
         n.get("server_cpu_share"), fmt=pct)
     row("6 fan-out: load generator CPU share", w.get("loadgen_cpu_share"),
@@ -252,19 +296,143 @@ def _workersRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
     spread = w.get("clients_per_worker")
     add(("6 fan-out: clients per worker", _spreadCell(w), "", "", "every worker > 0",
          "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
-    setup = lambda r: _sum(r, "connect_s", "settle_s")  # noqa: E731
-    row("6 fan-out: setup (connect + settle) (s)", setup(w), setup(n))
-    perProcess("6 fan-out: setup (connect + settle)", setup(w), setup(o))
-    w, o, n = (w6.get("fixed_rate") or {}, results.get("fixed_rate", {}).get("ours", {}),
+    row(f"6 filling the room ({plan.fanClients} joining, until every count is right; Node: "
+        "last greeting) (s)", w.get("fill_s"), n.get("fill_s"), fmt=seconds)
+    perProcess("6 filling the room", w.get("fill_s"), o.get("fill_s"), seconds, "<= 1.5x", 1.5,
+               " (s)")
+    row("6 filling the room: load generator CPU share", w.get("fill_loadgen_cpu_share"),
+        n.get("fill_loadgen_cpu_share"), fmt=pct)
+    w, o, n = (w6.get("fixed_rate") or {}, one.get("fixed_rate") or {},
                results.get("fixed_rate", {}).get("node", {}))
     row(f"6 fixed {plan.rate:g} msg/s: p50 latency", w.get("p50_us"), n.get("p50_us"), fmt=ms)
     row(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), n.get("p99_us"), fmt=ms)
-    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"))
-    row(f"6 fixed {plan.rate:g} msg/s: messages lost", w.get("lost"), n.get("lost"), fmt=whole)
+    perProcess(f"6 fixed {plan.rate:g} msg/s: p99 latency", w.get("p99_us"), o.get("p99_us"), ms,
+               "<= 2x", 2)
+    checked(f"6 fixed {plan.rate:g} msg/s", w, n)
     row(f"6 fixed {plan.rate:g} msg/s: CPU per delivery, all processes (us)",
         w.get("cpu_us_per_delivery"), n.get("cpu_us_per_delivery"), fmt=cost)
     perProcess(f"6 fixed {plan.rate:g} msg/s: CPU per delivery", w.get("cpu_us_per_delivery"),
-               o.get("cpu_us_per_delivery"))
+               o.get("cpu_us_per_delivery"), cost, unit=" (us)")
+    row(f"6 fixed {plan.rate:g} msg/s: load generator CPU share", w.get("loadgen_cpu_share"),
+        n.get("loadgen_cpu_share"), fmt=pct)
+
+
+def _handshakeRows(results: dict[str, Any], plan: Plan, row: Callable[..., None],
+                   add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenarios 7, 8 and 9: connections as fast as the server takes them (into
+    one chat room, and echo), and a reconnect storm; our service runs with
+    its default options in all three.
+    """
+    limit = 250_000
+    room = results.get("room_handshakes")
+    if room is not None:
+        o, n = room.get("ours", {}), room.get("node", {})
+        label = f"7 one room, {plan.roomClients} clients"
+        row(f"{label} ({plan.handshakeConcurrency} in flight, ours with default options): "
+            "handshakes/s", o.get("handshakes_per_s"), n.get("handshakes_per_s"), ">= 0.5x",
+            _ratioOk(o.get("handshakes_per_s"), n.get("handshakes_per_s"), lambda r: r >= 0.5))
+        row(f"7 one room: failed connections (of {plan.roomClients})", o.get("failed"),
+            n.get("failed"), "0", _zero(o.get("failed")), fmt=whole)
+        row("7 one room: handshake latency p50 (TCP connect to welcome or greeting)",
+            o.get("p50_us"), n.get("p50_us"), fmt=ms)
+        row("7 one room: handshake latency p99", o.get("p99_us"), n.get("p99_us"), "<= 250 ms",
+            _atMost(o.get("p99_us"), limit), fmt=ms)
+        row("7 one room: last welcome until every member's count is right (s)",
+            o.get("count_right_s"), None, "every count right", _zero(o.get("wrong_counts")),
+            fmt=seconds)
+        add(("7 one room: members with a wrong final count / room seq gaps",
+             f"{whole(o.get('wrong_counts'))} / {whole(o.get('room_seq_gaps'))}", "-", "",
+             "0 / 0", _met(_zero(o.get("wrong_counts"), o.get("room_seq_gaps")))))
+        row("7 one room: presence events per member", o.get("presence_events_per_member"), None)
+        row("7 one room: server CPU per handshake (us)", o.get("server_cpu_us_per_handshake"),
+            n.get("server_cpu_us_per_handshake"))
+        row("7 one room: server CPU share", o.get("server_cpu_share"),
+            n.get("server_cpu_share"), fmt=pct)
+        row("7 one room: load generator CPU share", o.get("loadgen_cpu_share"),
+            n.get("loadgen_cpu_share"), fmt=pct)
+        row("7 one room: other load on the server core", o.get("foreign_cpu_share"),
+            n.get("foreign_cpu_share"), fmt=pct)
+    echo = results.get("echo_handshakes")
+    if echo is not None:
+        o, n, w = echo.get("ours", {}), echo.get("node", {}), echo.get("websockets", {})
+        row(f"8 echo, {plan.echoConnections} connections ({plan.handshakeConcurrency} in flight): "
+            "handshakes/s", o.get("handshakes_per_s"), n.get("handshakes_per_s"))
+        row(f"8 echo connections: failed (of {plan.echoConnections})", o.get("failed"),
+            n.get("failed"), "0", _zero(o.get("failed")), fmt=whole)
+        row("8 echo connections: handshake latency p50 (TCP connect to 101)", o.get("p50_us"),
+            n.get("p50_us"), fmt=ms)
+        row("8 echo connections: handshake latency p99", o.get("p99_us"), n.get("p99_us"),
+            "<= 250 ms", _atMost(o.get("p99_us"), limit), fmt=ms)
+        row("8 echo connections: server CPU per handshake (us)",
+            o.get("server_cpu_us_per_handshake"), n.get("server_cpu_us_per_handshake"))
+        row("8 echo connections: load generator CPU share", o.get("loadgen_cpu_share"),
+            n.get("loadgen_cpu_share"), fmt=pct)
+        row("8 echo connections: other load on the server core", o.get("foreign_cpu_share"),
+            n.get("foreign_cpu_share"), fmt=pct)
+        if w:
+            add(("8 echo connections: Python websockets: handshakes/s | p99 | failed",
+                 num(w.get("handshakes_per_s")), ms(w.get("p99_us")), whole(w.get("failed")),
+                 "", ""))
+            add(("8 echo connections: Python websockets: CPU us/handshake | loadgen | other",
+                 num(w.get("server_cpu_us_per_handshake")), pct(w.get("loadgen_cpu_share")),
+                 pct(w.get("foreign_cpu_share")), "", ""))
+            add(("8 echo connections: ours / websockets, handshakes/s", "", "",
+                 _ratio(o.get("handshakes_per_s"), w.get("handshakes_per_s")), ">= 1.0x",
+                 _met(_ratioOk(o.get("handshakes_per_s"), w.get("handshakes_per_s"),
+                               lambda r: r >= 1.0))))
+            add(("8 echo connections: ours / websockets, p99 handshake latency", "", "",
+                 _ratio(o.get("p99_us"), w.get("p99_us")), "", ""))
+    storm = results.get("reconnect_storm")
+    if storm is not None:
+        o, n = storm.get("ours", {}), storm.get("node", {})
+        how = o.get("drop") or n.get("drop") or "-"
+        row(f"9 reconnect storm, {plan.stormClients} members (dropped: {how}, all at once): "
+            "drop until all are back (s)", o.get("back_s"), n.get("back_s"), fmt=seconds)
+        row("9 storm: failed reconnects", o.get("failed"), n.get("failed"), "0",
+            _zero(o.get("failed")), fmt=whole)
+        row("9 storm: reconnect latency p50 (TCP connect to welcome or greeting)",
+            o.get("p50_us"), n.get("p50_us"), fmt=ms)
+        row("9 storm: reconnect latency p99", o.get("p99_us"), n.get("p99_us"), fmt=ms)
+        row("9 storm: drop until every member's count is right (s)", o.get("count_right_s"),
+            None, "every count right", _zero(o.get("wrong_counts")), fmt=seconds)
+        add(("9 storm: members with a wrong final count / room seq gaps",
+             f"{whole(o.get('wrong_counts'))} / {whole(o.get('room_seq_gaps'))}", "-", "",
+             "0 / 0", _met(_zero(o.get("wrong_counts"), o.get("room_seq_gaps")))))
+        row("9 storm: server CPU share, drop until all are back", o.get("server_cpu_share"),
+            n.get("server_cpu_share"), fmt=pct)
+        row("9 storm: load generator CPU share, drop until all are back",
+            o.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), fmt=pct)
+        row("9 storm: filling the room first, failed of it", o.get("fill_failed"),
+            n.get("fill_failed"), "0", _zero(o.get("fill_failed")), fmt=whole)
+
+
+def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:
+    if a is None or b in (None, 0):
+        return None
+    return test(a / b)
+
+
+def _atMost(x: Any, limit: float) -> bool | None:
+    return None if x is None else x <= limit
+
+
+def _zero(*xs: Any) -> bool | None:
+    """
+    Whether every count in C{xs} is 0 (C{None}: one was not measured).
+    """
+    return None if any(x is None for x in xs) else not any(xs)
+
+
+def _met(ok: bool | None) -> str:
+    return "" if ok is None else ("yes" if ok else "**no**")
+
+
+def seconds(x: Any) -> str:
+    """
+    A duration in seconds, to two decimals, C{-} for none.
+    """
+    return num(x, 2)
 
 
 def _spreadCell(r: dict[str, Any]) -> str:

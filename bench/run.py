@@ -3,7 +3,7 @@
 Benchmark wsservice against the reference Node C{ws} servers, in one run.
 
     python bench/run.py            # the full run (~6-8 minutes)
-    python bench/run.py --quick    # tiny client counts, ~40 s (the smoke test)
+    python bench/run.py --quick    # tiny client counts, ~1 minute (the smoke test)
 
 Installs C{ws} from npm into C{bench/node_modules} (quietly, only when
 missing), starts each server (but scenario 6's) pinned to core 0 and the
@@ -17,11 +17,14 @@ Scenarios: 1) chat fan-out at the rate the server sustains; 2) the same at a
 fixed 50 msg/s; 3) echo round trips (Node C{ws} and Python C{websockets} as
 references); 4) idle connections: handshakes/s and memory per connection;
 5) cost per delivery against room size; 6) 1 and 2 again against
-C{--workers 2} sharing the room through a throwaway redis-server (not
-CPU-isolated: see L{bench.targets.WORKERS_PINNING}; skipped without
-redis-server).  C{--profile} (on by default in the full run when py-spy is
-installed) re-runs 1, 3 and a handshake burst on our server under C{py-spy
-record} and prints the hottest functions.
+C{--workers 2} sharing the room through a throwaway redis-server, compared
+with one process (not CPU-isolated: see L{bench.targets.WORKERS_PINNING};
+skipped without redis-server); 7) 10,000 clients into one chat room and
+8) 10,000 echo connections, as fast as the server takes them; 9) a
+reconnect storm of one room's 5,000 members.  C{--profile} (on by default
+in the full run when py-spy is installed) re-runs 1, 3 and a handshake
+burst on our server under C{py-spy record} and prints the hottest
+functions.
 
 This file is the command line only: C{procs} reads C{/proc} and pins
 processes, C{targets} starts the servers under test, C{loadrun} drives
@@ -51,14 +54,14 @@ from tests.support.processes import REPO  # noqa: E402
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~40 s")
+    parser.add_argument("--quick", action="store_true", help="tiny client counts, ~1 minute")
     parser.add_argument("--profile", dest="profile", action="store_true", default=None,
                         help="also profile our server with py-spy (default: on in full runs)")
     parser.add_argument("--no-profile", dest="profile", action="store_false")
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for wsservice and the websockets reference")
     parser.add_argument("--json", type=Path, default=None, help="where to write the raw figures")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6",
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9",
                         help="comma-separated scenario numbers to run (default: all)")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra option for our service (repeatable), e.g. "

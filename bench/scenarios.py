@@ -1,5 +1,5 @@
 """
-The six scenarios and the profiling runs, at the sizes of a L{Plan}:
+The nine scenarios and the profiling runs, at the sizes of a L{Plan}:
 L{Bench} starts each server, drives the load, and keeps the figures,
 notes and errors for the report.
 """
@@ -14,7 +14,7 @@ from typing import Any, Callable, Sequence
 
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
-from bench.report import ms, num, pct, spreadNote, summariseProfile
+from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
 from bench.targets import (
     WORKERS_PINNING, Server, WorkerPool, nodeBroadcast, nodeEcho, oneSided, ours, websocketsEcho,
 )
@@ -38,6 +38,18 @@ class Plan:
     idleRooms: int
     scaleClients: tuple[int, ...]
     scaleSeconds: float
+    #: Scenario 7: clients joining one chat room as fast as the server takes them.
+    roomClients: int = 10000
+    #: Scenario 8: echo connections opened the same way.
+    echoConnections: int = 10000
+    #: Scenario 9: members of one room that drop and reconnect at once.
+    stormClients: int = 5000
+    #: Handshakes in flight at once in scenarios 7, 8 and 9's first fill:
+    #: enough to keep any of the servers busy, few enough that the latency
+    #: measures the server and not a queue of our own making.
+    handshakeConcurrency: int = 200
+    #: Longest wait for every member's count to be right.
+    countWait: float = 30
     window: int = 4
     retryNoisy: bool = True
     handshakeProfileClients: int = 3000
@@ -49,7 +61,13 @@ FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
             scaleClients=(100, 1000, 5000), scaleSeconds=6)
 QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
-             scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False)
+             scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False,
+             roomClients=300, echoConnections=300, stormClients=200, countWait=10)
+
+#: How scenario 9's members drop: the TCP socket closed with no WebSocket
+#: close handshake, as when a client's process dies (loadgen.js also has
+#: "close" and "reset").
+STORM_DROP = "destroy"
 
 
 def _spansWorkers(run: LoadRun) -> bool:
@@ -103,10 +121,17 @@ class Bench:
         rank = lambda r: (_spansWorkers(r), -(r.foreign() or 0))  # noqa: E731
         return again if rank(again) > rank(run) else run
 
-    def chatTargets(self) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
+    def chatTargets(self, lifted: bool = True
+                    ) -> list[tuple[str, Callable[[], Server], dict[str, Any]]]:
+        """
+        Our chat (C{lifted}: with L{bench.targets.LIFTED_LIMITS}, else every
+        option at its default) and the Node broadcast server, with what the
+        load generator needs to reach each; C{chat} makes it follow our
+        room's counts and seq.
+        """
         return [
-            ("ours", lambda: ours(self.python, self.serverArgs),
-             {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"}),
+            ("ours", lambda: ours(self.python, self.serverArgs, lifted),
+             {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat", "chat": True}),
             ("node", lambda: nodeBroadcast(self.node), {"url": "ws://127.0.0.1:PORT/"}),
         ]
 
@@ -132,14 +157,18 @@ class Bench:
             r = serverCost(run, "deliveries_in_window", "cpu_us_per_delivery", detailed=True)
             r.update(run.serverInfo)
             out[key] = r
+            if r.get("fill_wrong_counts"):
+                self.notes.append(f"{key}, fan-out of {clients}: {r['fill_wrong_counts']} members' "
+                                  f"count still wrong {config['settleMax']} s after the last join")
             self.log(f"  {key:5} fan-out {clients} clients rate={rate or 'max'}: "
                      f"{r.get('deliveries_per_s', 0):,.0f} deliveries/s, "
                      f"{num(r['cpu_us_per_delivery'])} us CPU/delivery, p50 {ms(r.get('p50_us'))} "
-                     f"p99 {ms(r.get('p99_us'))}, lost {r.get('lost')}, server CPU "
-                     f"{pct(r['server_cpu_share'])}, loadgen CPU {pct(r.get('loadgen_cpu_share'))}, "
-                     f"other load on server core(s) {pct(r['foreign_cpu_share'])}, "
-                     f"connect {r.get('connect_s', 0):.1f}s + settle {r.get('settle_s', 0):.1f}s"
-                     + spreadNote(r))
+                     f"p99 {ms(r.get('p99_us'))}, lost/dup/gaps/room gaps {integrity(r)}, server "
+                     f"CPU {pct(r['server_cpu_share'])}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core(s) "
+                     f"{pct(r['foreign_cpu_share'])}, connect {r.get('connect_s', 0):.1f}s + "
+                     f"settle {r.get('settle_s', 0):.1f}s, filled in {num(r.get('fill_s'), 2)}s "
+                     f"(loadgen CPU {pct(r.get('fill_loadgen_cpu_share'))})" + spreadNote(r))
         return out
 
     def workersRedis(self) -> dict[str, Any]:
@@ -157,9 +186,10 @@ class Bench:
         p = self.plan
         targets = [("2 workers", lambda: WorkerPool(self.python, redis, workers=2,
                                                         serverArgs=self.serverArgs),
-                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat"})]
+                    {"url": "ws://127.0.0.1:PORT/bench", "protocol": "chat", "chat": True})]
         self.notes.append(WORKERS_PINNING)
-        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING}
+        out: dict[str, Any] = {"workers": 2, "pinning": WORKERS_PINNING,
+                               "one_process": self._oneProcess()}
         out["fanout"] = self.fanout(p.fanClients, p.fanSeconds, targets=targets)["2 workers"]
         out["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate,
                                         targets=targets)["2 workers"]
@@ -168,6 +198,22 @@ class Bench:
                 self.notes.append(f"scenario 6 {kind}: every client went to one worker, twice, "
                                   "so the room did not cross Redis")
         return out
+
+    def _oneProcess(self) -> dict[str, Any]:
+        """
+        Our single process's scenario 1 and 2 figures of this run, which
+        scenario 6 is compared with; measured here when 1 or 2 did not run.
+        """
+        p = self.plan
+        one: dict[str, Any] = {}
+        for kind, rate, seconds in (("fanout", 0, p.fanSeconds),
+                                    ("fixed_rate", p.rate, p.rateSeconds)):
+            single = self.results.get(kind, {}).get("ours")
+            if single is None:
+                self.log(f"  one process, for comparison ({kind}):")
+                single = self.fanout(p.fanClients, seconds, rate=rate, only="ours")["ours"]
+            one[kind] = single
+        return one
 
     def echo(self, onMark: Callable[[Server, str], None] | None = None,
              only: str | None = None) -> dict[str, Any]:
@@ -240,7 +286,107 @@ class Bench:
                      f"{pct(r.get('foreign_cpu_share'))}")
         return out
 
-    def runAll(self, scenarios: set[int] = frozenset(range(1, 7))) -> None:
+    def _handshakes(self, key: str, make: Callable[[], Server], config: dict[str, Any],
+                    window: tuple[str, str]) -> dict[str, Any]:
+        """
+        One run of the load generator's C{handshakes} or C{storm} mode: its
+        figures, with the server's CPU (per handshake, and its share) and the
+        other load on its core in the marks' C{window}.
+        """
+        p = self.plan
+        config = dict(config, concurrency=p.handshakeConcurrency, countWait=p.countWait,
+                      connectTimeout=150, attemptTimeout=30)
+        run = self._with(make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60)
+        r = dict(run.result)
+        a, b = window
+        n = r.get("reconnected", r.get("clients")) or 0
+        if a in run.marks and b in run.marks and n:
+            r["server_cpu_us_per_handshake"] = run.cpu(a, b) / n * 1e6
+            r["server_cpu_share"] = run.cpu(a, b) / run.wall(a, b) if run.wall(a, b) else None
+            r["foreign_cpu_share"] = run.foreign(a, b)
+        reasons = {**r.get("fill_failures", {}), **r.get("failures", {})}
+        if reasons:
+            self.notes.append(f"{key}, {config['mode']} of {config['clients']}: failed "
+                              "connections: " + "; ".join(f"{v} x {k}" for k, v in reasons.items()))
+        return r
+
+    def roomHandshakes(self) -> dict[str, Any]:
+        """
+        Scenario 7: C{roomClients} clients into one chat room, our service
+        with its default options against the Node broadcast server.
+        """
+        p = self.plan
+        out = {}
+        for key, make, base in self.chatTargets(lifted=False):
+            config = dict(base, url=base["url"].replace("/bench", "/crowd"), mode="handshakes",
+                          clients=p.roomClients)
+            r = out[key] = self._handshakes(key, make, config, ("start", "connected"))
+            self.log(f"  {key:5} {r.get('clients')} of {p.roomClients} into one room: "
+                     f"{num(r.get('handshakes_per_s'))} handshakes/s, failed {r.get('failed')}, "
+                     f"p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, "
+                     + (f"counts right {num(r.get('count_right_s'), 2)}s after the last welcome "
+                        f"(wrong {r.get('wrong_counts')}, room seq gaps {r.get('room_seq_gaps')}), "
+                        if key == "ours" else "")
+                     + f"server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{pct(r.get('foreign_cpu_share'))}")
+        return out
+
+    def echoHandshakes(self) -> dict[str, Any]:
+        """
+        Scenario 8: C{echoConnections} echo connections opened as fast as
+        each server takes them (ours with its default options); the Python
+        C{websockets} server is the reference, Node's for information.
+        """
+        p = self.plan
+        targets = [
+            ("ours", lambda: ours(self.python, self.serverArgs, lifted=False),
+             {"url": "ws://127.0.0.1:PORT/", "protocol": "echo"}),
+            ("node", lambda: nodeEcho(self.node), {"url": "ws://127.0.0.1:PORT/"}),
+            ("websockets", lambda: websocketsEcho(self.python), {"url": "ws://127.0.0.1:PORT/"}),
+        ]
+        out = {}
+        for key, make, base in targets:
+            config = dict(base, mode="handshakes", clients=p.echoConnections, greeting=False)
+            try:
+                r = out[key] = self._handshakes(key, make, config, ("start", "connected"))
+            except BenchError as e:
+                if key != "websockets":
+                    raise
+                self.notes.append(f"Python websockets reference skipped: {e}")
+                self.log(f"  websockets echo connections: skipped ({str(e).splitlines()[0]})")
+                continue
+            self.log(f"  {key:10} {r.get('clients')} of {p.echoConnections} echo connections: "
+                     f"{num(r.get('handshakes_per_s'))} handshakes/s, failed {r.get('failed')}, "
+                     f"p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, server CPU "
+                     f"{pct(r.get('server_cpu_share'))}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                     f"{pct(r.get('foreign_cpu_share'))}")
+        return out
+
+    def reconnectStorm(self) -> dict[str, Any]:
+        """
+        Scenario 9: C{stormClients} members of one room (ours with its
+        default options) drop at once (L{STORM_DROP}) and reconnect at once,
+        against the same storm on the Node broadcast server.
+        """
+        p = self.plan
+        out = {}
+        for key, make, base in self.chatTargets(lifted=False):
+            config = dict(base, url=base["url"].replace("/bench", "/storm"), mode="storm",
+                          clients=p.stormClients, drop=STORM_DROP)
+            r = out[key] = self._handshakes(key, make, config, ("drop", "back"))
+            self.log(f"  {key:5} storm, {r.get('clients')} members dropped ({STORM_DROP}): "
+                     f"{r.get('reconnected')} back after {num(r.get('back_s'), 2)}s, failed "
+                     f"{r.get('failed')}, p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, "
+                     + (f"counts right {num(r.get('count_right_s'), 2)}s after the drop (wrong "
+                        f"{r.get('wrong_counts')}, room seq gaps {r.get('room_seq_gaps')}), "
+                        if key == "ours" else "")
+                     + f"server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                     f"{pct(r.get('loadgen_cpu_share'))}")
+        return out
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 10))) -> None:
         """
         Run the scenarios; one that fails is reported and the rest still run.
         """
@@ -279,6 +425,18 @@ class Bench:
             self.log(f"[6] --workers 2 with Redis: scenarios 1 and 2 again, {p.fanClients} "
                      f"clients in one room across both workers")
             self.results["workers2_redis"] = self.workersRedis()
+        if 7 in scenarios:
+            self.log(f"[7] {p.roomClients} clients into one chat room, {p.handshakeConcurrency} "
+                     "handshakes in flight, our service with default options")
+            self.results["room_handshakes"] = self.roomHandshakes()
+        if 8 in scenarios:
+            self.log(f"[8] {p.echoConnections} echo connections, {p.handshakeConcurrency} "
+                     "handshakes in flight")
+            self.results["echo_handshakes"] = self.echoHandshakes()
+        if 9 in scenarios:
+            self.log(f"[9] reconnect storm: {p.stormClients} members of one room drop at once "
+                     f"({STORM_DROP}) and reconnect at once")
+            self.results["reconnect_storm"] = self.reconnectStorm()
 
     # -- profiling ------------------------------------------------------------
 

@@ -16,7 +16,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.procs import LOAD_CORE, SERVER_CORE, BenchError, childSetup, descendants, usableCores
+from bench.procs import (
+    LOAD_CORE, SERVER_CORE, BenchError, childSetup, descendants, somaxconn, usableCores,
+)
 from tests.support.processes import LOOPBACK, REPO, RedisServer, serviceCommand
 
 SERVERS = Path(__file__).resolve().parent / "servers"
@@ -109,33 +111,45 @@ class Server:
             self.proc.wait(10)
 
 
-def ourCommand(python: str, serverArgs: Sequence[str] = ()) -> list[str]:
-    """
-    Our service's command line, as every scenario runs it; C{serverArgs}
-    are extra options (C{--server-arg}), e.g. to measure a proposed one.
-    """
-    return serviceCommand(*LOOPBACK, "--max-connections", "0", "--max-messages-per-second", "0",
-                          *serverArgs, python=python)
+#: The limits the load generator cannot live with: it is one client address
+#: opening up to 10,000 connections and sending as fast as it can.
+LIFTED_LIMITS = ("--max-connections", "0", "--max-messages-per-second", "0")
 
 
-def ours(python: str, serverArgs: Sequence[str] = ()) -> Server:
-    return Server("wsservice", ourCommand(python, serverArgs), r"wsservice starting on '?(\d+)",
+def ourCommand(python: str, serverArgs: Sequence[str] = (), lifted: bool = True) -> list[str]:
+    """
+    Our service's command line, as the scenarios run it: with
+    L{LIFTED_LIMITS}, or (not C{lifted}) every option at its default.
+    C{serverArgs} are extra options (C{--server-arg}), e.g. to measure a
+    proposed one.
+    """
+    return serviceCommand(*LOOPBACK, *(LIFTED_LIMITS if lifted else ()), *serverArgs,
+                          python=python)
+
+
+def ours(python: str, serverArgs: Sequence[str] = (), lifted: bool = True) -> Server:
+    name = "wsservice" if lifted else "wsservice (default options)"
+    return Server(name, ourCommand(python, serverArgs, lifted), r"wsservice starting on '?(\d+)",
                   env={"PYTHONPATH": str(REPO)})
 
 
+def _reference(name: str, argv: list[str]) -> Server:
+    """
+    A reference server on a free port, with the backlog our service has.
+    """
+    return Server(name, [*argv, "--port", "0", "--backlog", str(somaxconn())], r"listening (\d+)")
+
+
 def nodeBroadcast(node: str) -> Server:
-    return Server("node-ws broadcast", [node, str(SERVERS / "node_broadcast.js"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("node-ws broadcast", [node, str(SERVERS / "node_broadcast.js")])
 
 
 def nodeEcho(node: str) -> Server:
-    return Server("node-ws echo", [node, str(SERVERS / "node_echo.js"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("node-ws echo", [node, str(SERVERS / "node_echo.js")])
 
 
 def websocketsEcho(python: str) -> Server:
-    return Server("websockets echo", [python, str(SERVERS / "websockets_echo.py"), "--port", "0"],
-                  r"listening (\d+)")
+    return _reference("websockets echo", [python, str(SERVERS / "websockets_echo.py")])
 
 
 #: How scenario 6 places its processes, printed with its results.

@@ -3,6 +3,8 @@
 // Changes from the seed, and why:
 //   - `--port N` (0 picks a free port) instead of the fixed 60000, and a
 //     "listening N" line so bench/run.py can find it;
+//   - `--backlog N`: bench/run.py gives it the accept queue our service has
+//     (somaxconn), so a connection storm does not measure Node's default 511;
 //   - ws 8 hands over a Buffer and an isBinary flag: the frame is relayed
 //     unchanged with the same opcode (text stays text);
 //   - iterates `wsserver.clients` (a Set in ws >= 2, so `for..of`, not the
@@ -16,9 +18,14 @@
 const path = require('path');
 const WebSocketServer = require(path.join(__dirname, '..', 'node_modules', 'ws')).Server;
 
-const i = process.argv.indexOf('--port');
-const port = i > 0 ? Number(process.argv[i + 1]) : 60000;
-const wsserver = new WebSocketServer({ port, host: '127.0.0.1', perMessageDeflate: false });
+const option = (name, otherwise) => {
+  const i = process.argv.indexOf(name);
+  return i > 0 ? Number(process.argv[i + 1]) : otherwise;
+};
+const wsserver = new WebSocketServer({
+  port: option('--port', 60000), host: '127.0.0.1', backlog: option('--backlog', 511),
+  perMessageDeflate: false,
+});
 
 wsserver.on('connection', function (client) {
   client.on('message', function (message, isBinary) {

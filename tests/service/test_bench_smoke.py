@@ -1,7 +1,9 @@
 """
 Smoke test of the benchmark harness: C{bench/run.py --quick} runs every
 scenario against our service and the reference Node C{ws} servers with tiny
-client counts and prints the comparison table without errors.
+client counts and prints the comparison table without errors, and at those
+counts our service loses, repeats and reorders nothing and every member's
+count ends right.
 
 It needs C{node} and C{npm} (the harness installs C{ws} into
 C{bench/node_modules} itself): skipped with a reason on a developer machine
@@ -47,11 +49,23 @@ def test_quick_bench_prints_both_servers(tmp_path):
     header = next(line for line in lines if line.startswith("| Scenario / metric"))
     assert _cells(header)[1:3] == ["wsservice", "Node ws"]
     # Every measured scenario has a figure for both servers.
-    for prefix in ("1 fan-out", "2 fixed", "3 echo", "4 idle", "5 cost per delivery"):
+    for prefix in ("1 fan-out", "2 fixed", "3 echo", "4 idle", "5 cost per delivery",
+                   "7 one room", "8 echo", "9 reconnect storm"):
         rows = [_cells(line) for line in lines if line.startswith(f"| {prefix}")]
         assert rows, f"no {prefix} row:\n{out}"
         first = rows[0]
         assert first[1] not in ("", "-") and first[2] not in ("", "-"), f"{prefix}: {first}"
+    table = [_cells(line) for line in lines if line.startswith("| ")]
+    # What is right or wrong, not fast or slow: nothing lost, repeated or out
+    # of order, no failed connection, every count right.
+    for prefix, words in (("1 fan-out", "lost"), ("2 fixed", "lost"), ("7 one room", "failed"),
+                          ("7 one room", "wrong final count"), ("8 echo", "failed"),
+                          ("9 storm", "failed"), ("9 storm", "wrong final count")):
+        row = next((r for r in table if r[0].startswith(prefix) and words in r[0]), None)
+        assert row is not None, f"no {prefix} row with {words!r}:\n{out}"
+        assert row[5] == "yes", f"{prefix}: {row}"
+    for row in (r for r in table if r[0].startswith("8 echo connections: Python websockets")):
+        assert row[1] not in ("", "-"), row
     assert (tmp_path / "results.json").exists()
     workers = [_cells(line) for line in lines if line.startswith("| 6 ")]
     assert workers, f"no scenario 6 row:\n{out}"
