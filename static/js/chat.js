@@ -5,6 +5,7 @@
 // ws(s)://host/kitchen?name=alice, because the server takes the room from the
 // WebSocket path and only "/" is served as index.html over plain HTTP.
 
+import { signIn } from "./auth.js";
 import { Connection, wsBase } from "./connection.js";
 import { $, colourFor, el, formatBytes, initial, timeElement } from "./dom.js";
 import { StatusView } from "./status.js";
@@ -26,11 +27,16 @@ export class ChatView {
     this.nextMembers = null;        // cursor of the next page of members
     this.myIds = new Set();
     this.myId = null;
+    this.myMember = null;           // our id in member lists: user or connection
+    this.myUser = null;             // our user id, when signed in
     this.seen = new Set();          // "seq@time" of every event shown
     this.lastSeq = 0;
     this.unread = 0;
+    // With a sign-in (auth.js), the token says who we are: no name to ask.
+    this.signIn = signIn();
     this.conn = new Connection({
       protocol: "chat",
+      protocols: this.signIn ? () => this.signIn.protocols("chat") : null,
       url: () => `${wsBase()}/${encodeURIComponent(this.room)}?name=${encodeURIComponent(this.name)}`,
       status: new StatusView($("status"), $("notice")),
       onOpen: () => this.opened(),
@@ -74,11 +80,12 @@ export class ChatView {
   begin() {
     this.showRoom();
     this.showName();
-    if (this.name) this.conn.start();
+    if (this.name || this.signIn) this.conn.start();
     else this.askName();
   }
 
   askName() {
+    if (this.signIn) return;          // the name comes from the sign-in
     $("name-input").value = this.name;
     $("name-dialog").showModal();
     $("name-input").focus();
@@ -136,6 +143,7 @@ export class ChatView {
   }
 
   opened() {
+    this.opens = (this.opens || 0) + 1;
     this.sendButton.disabled = false;
     $("view-chat").classList.remove("offline");
     if (this.wasDropped) this.addSystem("Reconnected.", null, "local");
@@ -174,6 +182,7 @@ export class ChatView {
       case "history": return this.history(event.messages || []);
       case "message": return this.addMessage(event, false);
       case "presence": return this.presence(event);
+      case "refreshed": return this.refreshed(event);
       case "members": return this.memberPage(event);
       case "error":
         return this.addSystem(event.message || "error", event, "error");
@@ -193,9 +202,31 @@ export class ChatView {
       this.name = event.you;
       this.showName();
     }
+    // Signed in, we are our user (one member whatever the tabs); else this
+    // connection.
+    this.myMember = event.user || event.id;
+    this.myUser = event.user || null;
     this.members.clear();
-    this.members.set(event.id, event.you);     // on whichever page, we are here
+    this.members.set(this.myMember, event.you);     // on whichever page, we are here
     this.memberPage(event);
+    if (this.signIn) this.signedInUntil(event.expires);
+  }
+
+  signedInUntil(expires) {
+    $("me").dataset.expires = expires || "";
+    this.signIn.expiresAt(expires, () => this.refresh());
+  }
+
+  // Send a fresh token before ours expires, so the server does not close
+  // the connection with 4100.
+  async refresh() {
+    const token = await this.signIn.token();
+    if (token) this.conn.send(JSON.stringify({ type: "refresh", token }));
+  }
+
+  refreshed(event) {
+    this.refreshes = (this.refreshes || 0) + 1;
+    this.signedInUntil(event.expires);
   }
 
   // A page of members (the welcome's first, or one asked for): the list
@@ -217,7 +248,7 @@ export class ChatView {
     for (const user of event.joined || []) this.members.set(user.id, user.name);
     for (const user of event.renamed || []) {
       this.members.set(user.id, user.name);
-      if (user.id === this.myId) {
+      if (user.id === this.myMember) {
         this.name = user.name;
         localStorage.setItem(NAME_KEY, this.name);
         this.showName();
@@ -242,12 +273,12 @@ export class ChatView {
     const items = Array.from(this.members, ([id, name]) => ({ id, name }))
       .sort((a, b) => a.name.localeCompare(b.name) || a.id.localeCompare(b.id));
     this.membersEl.replaceChildren(...items.map(({ id, name }) => {
-      const li = el("li", id === this.myId ? "member me" : "member");
+      const li = el("li", id === this.myMember ? "member me" : "member");
       li.dataset.id = id;
       const avatar = el("span", "avatar", initial(name));
       avatar.style.background = colourFor(name);
       li.append(avatar, el("span", "member-name", name));
-      if (id === this.myId) li.append(el("span", "you", "you"));
+      if (id === this.myMember) li.append(el("span", "you", "you"));
       return li;
     }));
     $("member-count").textContent = String(this.count ?? items.length);
@@ -267,7 +298,8 @@ export class ChatView {
     if (this.seen.has(k)) return;
     this.seen.add(k);
     this.stick = this.nearBottom();
-    const mine = event.id !== undefined && this.myIds.has(event.id);
+    const mine = (event.id !== undefined && this.myIds.has(event.id)) ||
+      (this.myUser !== null && event.user === this.myUser);
     const li = el("li", "msg" + (mine ? " mine" : "") + (fromHistory ? " history" : ""));
     if (event.id !== undefined) li.dataset.id = event.id;
     if (event.seq !== undefined) li.dataset.seq = event.seq;

@@ -5,18 +5,29 @@
 const CLOSE_REASONS = {
   1000: "closed",
   1001: "the server is going away",
+  1003: "unsupported data",
   1006: "connection lost",
+  1007: "invalid text",
   1008: "refused by policy",
   1009: "message too big",
   1011: "server error",
   4000: "server error",
   4001: "too slow to read",
   4002: "sending too fast",
-  4003: "unsupported data",
+  4100: "sign-in expired",
+  4403: "not allowed",
 };
 
-// Close codes after which trying again would only repeat the same refusal.
-const FINAL_CODES = new Set([1008, 4003]);
+/**
+ * What a close code asks of a client (the README's close code table):
+ * "stop" (trying again would repeat the refusal), "new-token" (reconnect at
+ * once with a fresh token) or "reconnect" (with backoff).
+ */
+export function advice(code) {
+  if (code >= 4100 && code <= 4199) return "new-token";
+  if ((code >= 4400 && code <= 4499) || [1003, 1007, 1008, 1009].includes(code)) return "stop";
+  return "reconnect";
+}
 
 /**
  * One WebSocket that keeps itself open.
@@ -31,8 +42,11 @@ const FINAL_CODES = new Set([1008, 4003]);
  * and closed "dropped".
  */
 export class Connection {
-  constructor({ protocol, url, status, onOpen, onMessage, onClosed, binaryType }) {
+  constructor({ protocol, protocols, url, status, onOpen, onMessage, onClosed, binaryType }) {
     this.protocol = protocol;
+    // A function giving (perhaps asynchronously) the subprotocols to offer
+    // on the next attempt: a sign-in token travels as one of them.
+    this.protocols = protocols || (() => [protocol]);
     this.url = url;                 // a function: the URL for the next attempt
     this.status = status;           // a StatusView: the state and notice on the page
     this.onOpen = onOpen || (() => {});
@@ -93,11 +107,20 @@ export class Connection {
     return true;
   }
 
-  connect() {
+  async connect() {
     this.timer = null;
+    if (this.preparing) return;
     let ws;
     try {
-      ws = new WebSocket(this.url(), this.protocol);
+      this.preparing = true;
+      let protocols;
+      try {
+        protocols = await this.protocols();
+      } finally {
+        this.preparing = false;
+      }
+      if (!this.wanted) return;
+      ws = new WebSocket(this.url(), protocols);
     } catch (e) {
       this.status.state("disconnected", "bad address");
       this.showNotice(String(e.message || e));
@@ -127,7 +150,8 @@ export class Connection {
   }
 
   closed(event, opened) {
-    const final = FINAL_CODES.has(event.code);
+    const next = advice(event.code);
+    const final = next === "stop";
     // The open socket, or the very first try, decides the label.
     if (opened || this.lastClose === null) {
       this.lastClose = { code: event.code, reason: event.reason, opened };
@@ -141,7 +165,8 @@ export class Connection {
       this.showNotice(this.explain(false));
       return;
     }
-    const delay = this.backoff();
+    // A fresh token is all it takes: no backoff for the first try.
+    const delay = next === "new-token" && opened ? 0 : this.backoff();
     this.attempt += 1;
     this.retryAt = Date.now() + delay;
     this.timer = setTimeout(() => this.connect(), delay);
