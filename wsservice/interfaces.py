@@ -106,10 +106,13 @@ class IRoomHub(Interface):
     (L{wsservice.rooms.presence}).
     """
 
-    def join(room: str, member: IRoomMember, info: Mapping[str, Any]) -> Deferred:
+    def join(room: str, member: IRoomMember, info: Mapping[str, Any],
+             resume: Any = None) -> Deferred:
         """
         Add C{member} to C{room} with its presence C{info} (for example
-        C{{"id": "c7", "name": "alice"}}).
+        C{{"id": "c7", "name": "alice"}}); with C{resume} (a
+        L{wsservice.rooms.events.Resume}), also recover what a client that
+        was here before missed.
 
         @return: a L{Deferred} that fires with a
             L{wsservice.rooms.events.RoomSnapshot}, taken before any live
@@ -118,8 +121,11 @@ class IRoomHub(Interface):
             C{members} (the first page of presence dicts, the joiner's
             included when it fits), C{next} (the next page's cursor, or
             C{None}), C{count} (connections), C{users} (distinct presence
-            C{id}s: several connections of one user are one member) and
-            C{first} (whether this is its user's first connection there).
+            C{id}s: several connections of one user are one member),
+            C{first} (whether this is its user's first connection there),
+            C{epoch}, and with C{resume} C{resumed} (whether every event
+            since the resume point is in C{missed}: same epoch, none fallen
+            out of the log) and C{missed}.
         """
 
     def update(room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
@@ -155,11 +161,20 @@ class IRoomHub(Interface):
             is listed at least once.
         """
 
-    def publish(room: str, event: Mapping[str, Any], record: bool = False) -> None:
+    def publish(room: str, event: Mapping[str, Any], record: bool = False,
+                idempotencyKey: str | None = None) -> Deferred:
         """
-        Stamp C{event} and deliver it to every member of C{room}.
+        Stamp C{event} (with C{room}, C{time}, the room's C{epoch} and the
+        next C{seq}) and deliver it to every member of C{room}.  Every
+        stamped event is kept in the room's recovery log.
 
-        @param record: keep the stamped event in the room's history.
+        @param record: also keep it in the room's history (what newcomers
+            are shown).
+        @param idempotencyKey: publish it only if no event of this room was
+            published with this key in the last five minutes.
+        @return: a L{Deferred} firing with a
+            L{wsservice.rooms.events.Published} (C{seq}, C{epoch}, C{time},
+            C{duplicate}).
         """
 
     def publishBinary(room: str, data: bytes) -> None:
@@ -300,6 +315,49 @@ class IRoomCounts(Interface):
     def roomCount() -> int:
         """
         How many rooms this process holds in memory.
+        """
+
+
+class IRoomAdmin(Interface):
+    """
+    What the backend API asks of the rooms, beyond L{IRoomHub}: a view of
+    every room, wherever its members are.
+    """
+
+    def roomList(prefix: str = "", after: str | None = None, limit: int = 100) -> Deferred:
+        """
+        Rooms whose name starts with C{prefix}, in name order after
+        C{after}: fires with C{(rooms, next)}, each room a dict with
+        C{room}, C{count}, C{users}, C{seq} and C{epoch}.
+        """
+
+    def roomInfo(room: str) -> Deferred:
+        """
+        One room's C{count}, C{users}, C{seq}, C{epoch} and first page of
+        C{members} (with C{next}); C{None} if there is no such room.
+        """
+
+    def history(room: str, since: int = 0, limit: int = 100) -> Deferred:
+        """
+        The room's logged events after C{since}, at most C{limit}: a dict
+        with C{room}, C{epoch}, C{seq} and C{events} (frames as sent);
+        C{None} if there is no such room.
+        """
+
+    def control(message: Mapping[str, Any]) -> Deferred:
+        """
+        Send C{message} to every process (itself included), whose
+        L{onControl} handler acts on it; fires with how many processes got it.
+        """
+
+    def onControl(handle: Callable[[Mapping[str, Any]], int]) -> None:
+        """
+        Set what acts on control messages in this process.
+        """
+
+    def nodes() -> Deferred:
+        """
+        The ids of the live processes sharing the broker (none without one).
         """
 
 

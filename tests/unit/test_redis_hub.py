@@ -202,15 +202,17 @@ def event(seq: int, message: str, origin: str = "othernode") -> bytes:
 
 def connectedHub(clock: Clock):
     """
-    A hub on fake connections, connected: its ping channel confirmed.
+    A hub on fake connections, connected: its ping and control channels
+    confirmed.
     """
     commands, subscriber = FakeCommands(), FakeSubscriber()
     hub = makeHub(clock)
     hub._commands, hub._subscriber = Link(commands), Link(subscriber)
     hub._linkUp()
-    ping, confirm = subscriber.subscribing.pop(0)
-    assert ping.endswith(f"node:{hub.node}:ping")
-    confirm.callback(["subscribe", ping, 1])
+    for expected in (f"node:{hub.node}:ping", ":control"):
+        channel, confirm = subscriber.subscribing.pop(0)
+        assert channel.endswith(expected)
+        confirm.callback(["subscribe", channel, 1])
     assert hub.brokerState() == "connected"
     return hub, commands, subscriber
 
@@ -232,7 +234,7 @@ def test_joiner_gets_events_after_its_snapshot_once_and_in_order():
     hub._received(channel.encode(), event(6, "six"))
     assert member.got == [] and snapshots == []
     join[3].callback([5, [json.dumps({"message": "five", "seq": 5}).encode()], 1, 1, 1, b"",
-                      [b'{"name":"m"}']])
+                      [b'{"name":"m"}'], b"ep0ch", -1, []])
     assert snapshots[0].seq == 5 and [e["message"] for e in snapshots[0].history] == ["five"]
     assert snapshots[0].members == [{"name": "m"}] and snapshots[0].count == 1
     hub._received(channel.encode(), event(4, "late four"))

@@ -68,7 +68,7 @@ from zope.interface import implementer, provider
 
 from wsservice import closecodes
 from wsservice.interfaces import IConnection, IHandler, IHandlerContext, IHandlerFactory
-from wsservice.rooms.events import encodeJSON
+from wsservice.rooms.events import Resume, encodeJSON
 from wsservice.rooms.names import DEFAULT_ROOM, MAX_ROOM_LENGTH, roomFromPath
 from wsservice.timefmt import isoUTC
 
@@ -185,9 +185,19 @@ class ChatHandler:
                 closecodes.POLICY_VIOLATION, f"room name longer than {MAX_ROOM_LENGTH}"
             )
             return
-        self._rooms.join(self._room, self._connection, self._me()).addCallback(
+        self._rooms.join(self._room, self._connection, self._me(), self._resumeFrom()).addCallback(
             self._welcome
         ).addErrback(self._failed)
+
+    def _resumeFrom(self) -> Resume | None:
+        """
+        Where a reconnecting client left off: C{?since=SEQ&epoch=E}.
+        """
+        query = self._connection.request.query
+        since, epoch = query.get("since", ("",))[0], query.get("epoch", ("",))[0]
+        if not since.isdigit() or not epoch or len(since) > 18:
+            return None
+        return Resume(int(since), epoch)
 
     def _failed(self, failure: Any) -> None:
         self._log.failure("chat join failed on {id}", failure, id=self._connection.id)
@@ -206,6 +216,7 @@ class ChatHandler:
             "id": self._connection.id,
             "you": self._name,
             "seq": snapshot.seq,
+            "epoch": snapshot.epoch,
             "count": snapshot.count,
             "users": snapshot.users,
             "next": snapshot.next,
@@ -214,10 +225,20 @@ class ChatHandler:
         if identity is not None:
             welcome["user"] = identity.user
             welcome["expires"] = isoUTC(identity.expires) if identity.expires else None
-        self._sendWith(welcome, members=list(snapshot.memberFrames))
-        if snapshot.frames:
-            self._sendWith({"type": "history", "name": "", "message": "", "room": self._room},
-                           messages=list(snapshot.frames))
+        if snapshot.resumed:
+            # Exactly what it missed, as every member got it; no welcome.
+            self._send({**welcome, "type": "resumed", "message": "", "recovered": True,
+                        "missed": len(snapshot.missed), "next": None})
+            for frame in snapshot.missed:
+                self._connection.sendText(frame.decode("utf-8"))
+        else:
+            if snapshot.resumed is False:
+                self._send({"type": "resumed", "name": "", "room": self._room, "recovered": False,
+                            "message": "what was missed could not be recovered"})
+            self._sendWith(welcome, members=list(snapshot.memberFrames))
+            if snapshot.frames:
+                self._sendWith({"type": "history", "name": "", "message": "", "room": self._room},
+                               messages=list(snapshot.frames))
         if snapshot.first:
             self._rooms.announce(self._room, "joined", self._me())
         early, self._early = self._early, None

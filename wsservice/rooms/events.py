@@ -12,6 +12,7 @@ same bytes, and an event that cannot be encoded never takes a C{seq}.
 from __future__ import annotations
 
 import json
+import secrets
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
@@ -46,11 +47,21 @@ def withFields(body: bytes, fields: bytes) -> bytes:
     return b"%s,%s}" % (body[:-1], fields)
 
 
-def withSeq(body: bytes, seq: int) -> bytes:
+def withSeq(body: bytes, seq: int, epoch: str = "") -> bytes:
     """
-    The event L{encodeEvent} made, with its sequence number.
+    The event L{encodeEvent} made, with the room's C{epoch} and its
+    sequence number.
     """
+    if epoch:
+        return b'%s,"epoch":"%s","seq":%d}' % (body[:-1], epoch.encode("ascii"), seq)
     return b'%s,"seq":%d}' % (body[:-1], seq)
+
+
+def newEpoch() -> str:
+    """
+    A fresh epoch: random, so two lives of one room never share one.
+    """
+    return secrets.token_hex(6)
 
 
 @dataclass(frozen=True)
@@ -86,11 +97,20 @@ class RoomSnapshot(MemberPage):
     @ivar seq: the room's last sequence number.
     @ivar first: whether the joiner is the first connection of its user
         (its presence C{id}) in the room.
+    @ivar epoch: the room's epoch: it changes whenever the room's history is
+        lost, so a client resuming from another epoch cannot recover.
+    @ivar resumed: for a joiner that asked to resume (L{Resume}): whether
+        every event it missed is in L{missed}; C{None} if it did not ask.
+    @ivar missed: the events after the resume point, as members received
+        them, when L{resumed}.
     """
 
     frames: Sequence[bytes] = ()
     seq: int = 0
     first: bool = True
+    epoch: str = ""
+    resumed: bool | None = None
+    missed: Sequence[bytes] = ()
 
     @property
     def history(self) -> list[dict[str, Any]]:
@@ -98,6 +118,31 @@ class RoomSnapshot(MemberPage):
         The recorded events, decoded.
         """
         return [json.loads(frame) for frame in self.frames]
+
+
+@dataclass(frozen=True)
+class Resume:
+    """
+    Where a reconnecting client left off: the last C{seq} it received, in
+    the room's C{epoch}.
+    """
+
+    seq: int
+    epoch: str
+
+
+@dataclass(frozen=True)
+class Published:
+    """
+    What a publish was given: its C{seq} and the room's C{epoch}, the
+    server C{time} it carries, and whether it was a C{duplicate} of one
+    with the same idempotency key (and so not published again).
+    """
+
+    seq: int
+    epoch: str
+    time: str
+    duplicate: bool = False
 
 
 class History:
@@ -149,3 +194,17 @@ class History:
 
     def frames(self) -> list[bytes]:
         return [frame for _, frame in self._entries]
+
+    def since(self, seq: int, last: int) -> list[bytes] | None:
+        """
+        The events after C{seq} up to the room's C{last} seq, if this history
+        holds every one of them (it must hold every event, as a room's
+        recovery log does); C{None} if some fell out of it.
+        """
+        if seq >= last:
+            return [] if seq == last else None
+        entries = self._entries
+        if not entries or entries[0][0] > seq + 1 or entries[-1][0] != last:
+            return None
+        start = seq + 1 - entries[0][0]
+        return [frame for _, frame in list(entries)[start:]]

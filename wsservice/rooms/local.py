@@ -1,10 +1,12 @@
 """
-The in-process room hub: membership, presence, fan-out, sequence numbers
-and bounded history for rooms whose members all live in this process.
+The in-process room hub: membership, presence, fan-out, sequence numbers,
+bounded history and recovery for rooms whose members all live in this
+process.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import OrderedDict
 from itertools import islice
 from typing import Any, Callable, Mapping
@@ -13,24 +15,31 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from wsservice.interfaces import IRoomCounts, IRoomHub, IRoomMember
+from wsservice.interfaces import IRoomAdmin, IRoomCounts, IRoomHub, IRoomMember
 from wsservice.rooms.events import (
     History,
     MemberPage,
     Prepare,
+    Published,
+    Resume,
     RoomSnapshot,
     encodeEvent,
     encodeJSON,
+    newEpoch,
     withSeq,
 )
 from wsservice.rooms.presence import PresenceChanges
 from wsservice.timefmt import isoUTC
 
+#: How long an idempotency key is honoured (seconds).
+IDEMPOTENCY_SECONDS = 300.0
+
 
 class _Room:
-    __slots__ = ("members", "users", "encoded", "history", "seq", "presence")
+    __slots__ = ("members", "users", "encoded", "history", "log", "seq", "epoch", "presence",
+                 "touched")
 
-    def __init__(self, history: History) -> None:
+    def __init__(self, history: History, log: History, now: float) -> None:
         self.members: dict[IRoomMember, dict[str, Any]] = {}
         # Connections per user (presence id): several are one member.
         self.users: dict[Any, int] = {}
@@ -38,21 +47,28 @@ class _Room:
         # join of these, whatever the room's size.
         self.encoded: dict[Any, bytes] = {}
         self.history = history
+        # Every event with a seq, for clients that come back (recovery).
+        self.log = log
         self.seq = 0
+        self.epoch = newEpoch()
         self.presence: PresenceChanges | None = None
+        self.touched = now
 
 
-@implementer(IRoomHub, IRoomCounts)
+@implementer(IRoomHub, IRoomCounts, IRoomAdmin)
 class RoomHub:
     """
     Rooms of members in this process.
 
-    A room keeps at most C{historySize} recorded events and at most
-    C{historyBytes} of them, so a newcomer's history batch is bounded too.
-    A room exists while it has members or history.  Rooms without members
-    keep their history only while they are among the C{maxIdleRooms} most
-    recently used, so memory does not grow with the number of rooms ever
-    used.
+    A room keeps at most C{historySize} recorded events (chat messages) and
+    at most C{historyBytes} of them, so a newcomer's history batch is
+    bounded too, and a log of its last C{logSize} events of any kind, from
+    which a client that comes back recovers what it missed.  A room exists
+    while it has members or history; rooms without members keep it only
+    while they are among the C{maxIdleRooms} most recently used and for
+    C{ttl} seconds, so memory does not grow with the number of rooms ever
+    used; one without members or history is freed at once.  A room that
+    lost its history gets a new epoch.
 
     Members come in pages of C{pageSize}; presence changes are announced
     once per C{presenceInterval} seconds per room, with their lists empty
@@ -70,11 +86,15 @@ class RoomHub:
         pageSize: int = 100,
         presenceInterval: float = 0.25,
         crowdLimit: int = 1000,
+        logSize: int = 1000,
+        ttl: float = 86400.0,
     ) -> None:
         self._clock = clock
         self._prepare = prepare
         self._historySize = historySize
         self._historyBytes = historyBytes
+        self._logSize = logSize
+        self._ttl = ttl
         self._maxIdleRooms = maxIdleRooms
         self._delivered = delivered
         self._pageSize = pageSize
@@ -82,18 +102,27 @@ class RoomHub:
         self._crowdLimit = crowdLimit
         self._rooms: dict[str, _Room] = {}
         self._idle: OrderedDict[str, None] = OrderedDict()
+        self._published: OrderedDict[tuple[str, str], tuple[float, Published]] = OrderedDict()
+        self._control: Callable[[Mapping[str, Any]], int] = lambda message: 0
 
     def _room(self, name: str) -> _Room:
+        now = self._clock.seconds()
         room = self._rooms.get(name)
+        if room is not None and not room.members and now - room.touched > self._ttl:
+            room = None  # idle past its ttl: its history is gone
         if room is None:
-            room = self._rooms[name] = _Room(History(self._historySize, self._historyBytes))
+            room = self._rooms[name] = _Room(
+                History(self._historySize, self._historyBytes),
+                History(self._logSize, 4 * self._historyBytes), now)
+        room.touched = now
         self._idle.pop(name, None)
         return room
 
     # -- membership ---------------------------------------------------------
 
     def join(
-        self, room: str, member: IRoomMember, info: Mapping[str, Any]
+        self, room: str, member: IRoomMember, info: Mapping[str, Any],
+        resume: Resume | None = None,
     ) -> Deferred[RoomSnapshot]:
         state = self._room(room)
         state.members[member] = info = dict(info)
@@ -101,9 +130,15 @@ class RoomHub:
         connections = state.users[user] = state.users.get(user, 0) + 1
         state.encoded[user] = encodeJSON(info)
         page = self._page(state, 0)
+        resumed, missed = None, None
+        if resume is not None:
+            if resume.epoch == state.epoch:
+                missed = state.log.since(resume.seq, state.seq)
+            resumed = missed is not None
         return succeed(RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
                                     frames=state.history.frames(), seq=state.seq,
-                                    first=connections == 1))
+                                    first=connections == 1, epoch=state.epoch,
+                                    resumed=resumed, missed=missed or ()))
 
     def update(self, room: str, member: IRoomMember, info: Mapping[str, Any]) -> None:
         state = self._rooms.get(room)
@@ -149,7 +184,7 @@ class RoomHub:
         if state is None:
             return succeed(MemberPage((), None, 0, 0))
         try:
-            offset = max(0, int(after or 0))
+            offset = min(max(0, int(after or 0)), len(state.users))
         except ValueError:
             offset = 0
         return succeed(self._page(state, offset))
@@ -189,16 +224,47 @@ class RoomHub:
 
     # -- events -------------------------------------------------------------
 
-    def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
-        state = self._rooms.get(room)
-        if state is None:
-            return
-        body = encodeEvent(event, room, isoUTC(self._clock.seconds()))
+    def publish(self, room: str, event: Mapping[str, Any], record: bool = False,
+                idempotencyKey: str | None = None) -> Deferred[Published]:
+        """
+        Stamp and deliver C{event}.  An unrecorded event for a room nobody is
+        in goes nowhere; a recorded one is kept for whoever comes.
+        """
+        now = self._clock.seconds()
+        if idempotencyKey is not None:
+            earlier = self._idempotent(room, idempotencyKey, now)
+            if earlier is not None:
+                return succeed(earlier)
+        if room not in self._rooms and not record:
+            return succeed(Published(0, "", isoUTC(now)))
+        time = isoUTC(now)
+        body = encodeEvent(event, room, time)
+        state = self._room(room)
         state.seq += 1
-        payload = withSeq(body, state.seq)
+        payload = withSeq(body, state.seq, state.epoch)
+        state.log.record(state.seq, payload)
         if record:
             state.history.record(state.seq, payload)
         self._fanOut(state, payload, False)
+        if not state.members:
+            self._retire(room, state)
+        published = Published(state.seq, state.epoch, time)
+        if idempotencyKey is not None:
+            self._published[(room, idempotencyKey)] = (now, published)
+        return succeed(published)
+
+    def _idempotent(self, room: str, key: str, now: float) -> Published | None:
+        published = self._published
+        while published:
+            oldest = next(iter(published.values()))
+            if now - oldest[0] <= IDEMPOTENCY_SECONDS and len(published) <= 100_000:
+                break
+            published.popitem(last=False)
+        earlier = published.get((room, key))
+        if earlier is None:
+            return None
+        first = earlier[1]
+        return Published(first.seq, first.epoch, first.time, duplicate=True)
 
     def publishBinary(self, room: str, data: bytes) -> None:
         state = self._rooms.get(room)
@@ -211,6 +277,48 @@ class RoomHub:
         for member in members:
             member.deliver(prepared)
         self._delivered(len(payload), len(members))
+
+    # -- IRoomAdmin ---------------------------------------------------------
+
+    def roomList(self, prefix: str = "", after: str | None = None,
+                 limit: int = 100) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        names = sorted(n for n in self._rooms if n.startswith(prefix))
+        start = bisect.bisect_right(names, after) if after is not None else 0
+        chosen = names[start:start + limit]
+        rooms = [self._summary(n, self._rooms[n]) for n in chosen]
+        more = start + limit < len(names)
+        return succeed((rooms, chosen[-1] if more and chosen else None))
+
+    def _summary(self, name: str, state: _Room) -> dict[str, Any]:
+        return {"room": name, "count": len(state.members), "users": len(state.users),
+                "seq": state.seq, "epoch": state.epoch}
+
+    def roomInfo(self, room: str) -> Deferred[dict[str, Any] | None]:
+        state = self._rooms.get(room)
+        if state is None:
+            return succeed(None)
+        page = self._page(state, 0)
+        return succeed({**self._summary(room, state), "members": page.members, "next": page.next})
+
+    def history(self, room: str, since: int = 0, limit: int = 100) -> Deferred[dict[str, Any] | None]:
+        state = self._rooms.get(room)
+        if state is None:
+            return succeed(None)
+        frames = [frame for seq, frame in state.log.entries() if seq > since][:limit]
+        return succeed({"room": room, "epoch": state.epoch, "seq": state.seq, "events": frames})
+
+    def control(self, message: Mapping[str, Any]) -> Deferred[int]:
+        """
+        There is one process: it acts on C{message} at once.
+        """
+        self._control(message)
+        return succeed(1)
+
+    def onControl(self, handle: Callable[[Mapping[str, Any]], int]) -> None:
+        self._control = handle
+
+    def nodes(self) -> Deferred[list[str]]:
+        return succeed([])
 
 
 def _user(member: IRoomMember, info: Mapping[str, Any]) -> Any:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from collections import deque
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
@@ -19,15 +20,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from wsservice.interfaces import IBrokerStatus, IRoomCounts, IRoomHub, IRoomMember
+from wsservice.interfaces import IBrokerStatus, IRoomAdmin, IRoomCounts, IRoomHub, IRoomMember
 from wsservice.process import atMost
 from wsservice.rooms.events import (
     History,
     MemberPage,
     Prepare,
+    Published,
+    Resume,
     RoomSnapshot,
     encodeEvent,
     encodeJSON,
+    newEpoch,
     withFields,
 )
 from wsservice.rooms.presence import PresenceChanges
@@ -55,7 +59,7 @@ RECORD, COUNTED = 1, 2
 PING_GRACE = 3
 
 
-@implementer(IRoomHub, IRoomCounts, IBrokerStatus)
+@implementer(IRoomHub, IRoomCounts, IBrokerStatus, IRoomAdmin)
 class RedisRoomHub(Service):
     """
     L{IRoomHub} across nodes through Redis; a service, because it owns
@@ -83,6 +87,8 @@ class RedisRoomHub(Service):
         pageSize: int = 100,
         presenceInterval: float = 0.25,
         crowdLimit: int = 1000,
+        logSize: int = 1000,
+        ttl: float = 86400.0,
     ) -> None:
         """
         @param connect: makes the client endpoint for C{address}
@@ -96,6 +102,8 @@ class RedisRoomHub(Service):
             changes on this node are gathered into one event.
         @param crowdLimit: rooms above this many members get presence
             events without names.
+        @param logSize: events each room keeps for clients that come back.
+        @param ttl: seconds a room's state outlives its last publish or join.
         """
         self._clock = clock
         self._prepare = prepare
@@ -109,14 +117,22 @@ class RedisRoomHub(Service):
         self._pageSize = pageSize
         self._presenceInterval = presenceInterval
         self._crowdLimit = crowdLimit
+        self._logSize = logSize
+        self._ttlMs = int(ttl * 1000)
         self.node = uuid.uuid4().hex[:12]
         self._pingChannel = self._keys.pingChannel(self.node).encode("utf-8")
+        self._controlChannel = self._keys.controlChannel.encode("utf-8")
+        self._control: Callable[[Mapping[str, Any]], int] = lambda message: 0
+        # Joins that came before the first connection attempt settled: they
+        # wait, so a fresh process never serves a room on its own while
+        # Redis is there to be reached.
+        self._early: list[Callable[[], None]] | None = []
         self._fieldCounter = 0
         self._rooms: dict[str, NodeRoom] = {}
         self._presence: dict[str, PresenceChanges] = {}
-        self._outbox: dict[str, list[tuple[str, bytes, int]]] = {}
+        self._outbox: dict[str, list[_Outgoing]] = {}
         self._flush: IDelayedCall | None = None
-        self._queue: deque[tuple[str, str, bytes, int]] = deque(maxlen=queueSize)
+        self._queue: deque[tuple[str, _Outgoing]] = deque(maxlen=queueSize)
         self.droppedWhileDown = 0
         self._state = DISCONNECTED
         self._syncing = False
@@ -252,8 +268,8 @@ class RedisRoomHub(Service):
         if wasConnected:
             # What waited for the end of this turn goes to the outage queue.
             for room, items in self._outbox.items():
-                for kind, payload, flags in items:
-                    self._enqueue((kind, room, payload, flags))
+                for item in items:
+                    self._enqueue(room, item.unanswered())
             self._outbox.clear()
         self._state = DISCONNECTED
         if wasConnected:
@@ -265,6 +281,15 @@ class RedisRoomHub(Service):
                 "Redis at {address} is unreachable ({why}); rooms work on this node "
                 "alone until it is, retrying with backoff", address=str(self.address), why=why)
         self._announcedDown = True
+        self._settled()
+
+    def _settled(self) -> None:
+        """
+        The first connection attempt is over: let the joins it held go.
+        """
+        early, self._early = self._early, None
+        for join in early or ():
+            join()
 
     def _linkUp(self) -> None:
         if self._cmd() is None or self._sub() is None or self._syncing:
@@ -273,7 +298,9 @@ class RedisRoomHub(Service):
             return
         self._syncing = True
         generation = self._generation
-        self._subscribeTo(self._pingChannel.decode("utf-8")).addCallbacks(
+        DeferredList([self._subscribeTo(self._pingChannel.decode("utf-8")),
+                      self._subscribeTo(self._controlChannel.decode("utf-8"))],
+                     fireOnOneErrback=True, consumeErrors=True).addCallbacks(
             lambda _: self._resync(generation, 0),
             lambda f: self._commandFailed(f))
 
@@ -305,8 +332,8 @@ class RedisRoomHub(Service):
             self._register(commands, room, self._rooms[room], catchUp=True)
         queued = len(self._queue)
         while self._queue:
-            kind, room, payload, flags = self._queue.popleft()
-            self._outbox.setdefault(room, []).append((kind, payload, flags))
+            room, item = self._queue.popleft()
+            self._outbox.setdefault(room, []).append(item)
         self._syncing = False
         self._state = CONNECTED
         self._lastPing, self._pingsMissed = self._clock.seconds(), 0
@@ -317,6 +344,7 @@ class RedisRoomHub(Service):
             address=str(self.address), node=self.node, rooms=len(self._rooms),
             queued=queued, dropped=self.droppedWhileDown)
         self.droppedWhileDown = 0
+        self._settled()
 
     def _dropSubscriber(self) -> None:
         subscriber = self._sub()
@@ -337,16 +365,20 @@ class RedisRoomHub(Service):
         if catchUp:
             state.beginCatchUp()
         d = self._eval(commands, scripts.RESYNC,
-                       [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
+                       [self._keys.members(room), self._keys.seq(room), self._keys.log(room),
                         self._keys.nodeRooms(self.node), self._keys.users(room),
-                        self._keys.userInfo(room)],
-                       args)
+                        self._keys.userInfo(room), self._keys.epoch(room)],
+                       [*args[:3], newEpoch(), *args[3:]])
 
-        def registered(history: list[bytes]) -> None:
-            if self._rooms.get(room) is not state or not catchUp:
+        def registered(reply: list[Any]) -> None:
+            events, epoch = reply
+            if self._rooms.get(room) is not state:
+                return
+            state.epoch = epoch.decode("ascii")
+            if not catchUp:
                 return
             missed = []
-            for body in history:
+            for body in events:
                 seq = int(json.loads(body).get("seq", 0))
                 if seq > since:
                     missed.append((body, False, seq))
@@ -495,6 +527,9 @@ class RedisRoomHub(Service):
         if channel == self._pingChannel:
             self._lastPing, self._pingsMissed = self._clock.seconds(), 0
             return
+        if channel == self._controlChannel:
+            self._control(json.loads(message))
+            return
         room = self._keys.roomOf(channel.decode("utf-8"))
         state = self._rooms.get(room) if room is not None else None
         if state is None:
@@ -519,7 +554,12 @@ class RedisRoomHub(Service):
         self._fieldCounter += 1
         return f"{self.node}/{self._fieldCounter}"
 
-    def join(self, room: str, member: IRoomMember, info: Mapping[str, Any]) -> Deferred[RoomSnapshot]:
+    def join(self, room: str, member: IRoomMember, info: Mapping[str, Any],
+             resume: Resume | None = None) -> Deferred[RoomSnapshot]:
+        if self._early is not None and self.running:
+            held: Deferred[RoomSnapshot] = Deferred()
+            self._early.append(lambda: self.join(room, member, info, resume).chainDeferred(held))
+            return held
         state = self._rooms.get(room)
         if state is None:
             state = self._rooms[room] = NodeRoom(
@@ -530,7 +570,7 @@ class RedisRoomHub(Service):
         result: Deferred[RoomSnapshot] = Deferred()
         commands = self._connected()
         if commands is None:
-            state.activate(member, state.localSnapshot(self._pageSize), result)
+            state.activate(member, state.localSnapshot(self._pageSize, resume), result)
             return result
         generation = self._generation
 
@@ -541,21 +581,27 @@ class RedisRoomHub(Service):
                 commands, scripts.JOIN,
                 [self._keys.members(room), self._keys.seq(room), self._keys.history(room),
                  self._keys.nodeRooms(self.node), self._keys.historyBytes(room),
-                 self._keys.users(room), self._keys.userInfo(room)],
-                [f, encodeJSON(info), room, self._pageSize, user])
+                 self._keys.users(room), self._keys.userInfo(room), self._keys.log(room),
+                 self._keys.logFirst(room), self._keys.logBytes(room), self._keys.epoch(room),
+                 self._keys.rooms],
+                [f, encodeJSON(info), room, self._pageSize, user, newEpoch(), self._ttlMs,
+                 "" if resume is None else resume.seq, "" if resume is None else resume.epoch])
 
         def taken(reply: list[Any]) -> None:
-            seq, frames, count, users, first, cursor, infos = reply
+            seq, frames, count, users, first, cursor, infos, epoch, resumed, missed = reply
             state.adoptSnapshot(int(seq), frames)
+            state.epoch = epoch.decode("ascii")
             state.lastCount = count = int(count)
             snap = RoomSnapshot(infos, _cursor(cursor), count, int(users), frames=frames,
-                                seq=int(seq), first=bool(int(first)))
+                                seq=int(seq), first=bool(int(first)), epoch=state.epoch,
+                                resumed=None if int(resumed) < 0 else bool(int(resumed)),
+                                missed=missed)
             state.activate(member, snap, result)
 
         def fallback(failure: Any) -> None:
             # Redis went away mid-join: serve the joiner from this node.
             self._commandFailed(failure)
-            state.activate(member, state.localSnapshot(self._pageSize), result)
+            state.activate(member, state.localSnapshot(self._pageSize, resume), result)
 
         self._subscribe(room, state).addCallback(snapshot).addCallbacks(taken, fallback)
         return result
@@ -636,20 +682,28 @@ class RedisRoomHub(Service):
             if state is None:
                 return succeed(MemberPage((), None, 0, 0))
             try:
-                offset = max(0, int(after or 0))
+                offset = min(max(0, int(after or 0)), len(state.infos))
             except ValueError:
                 offset = 0
             return succeed(state.localPage(offset, self._pageSize))
         scan, _, skip = (after or "").partition(":")
         if not (scan.isdigit() and skip.isdigit()):
             scan, skip = "0", "0"
+        return self._page(commands, room, scan, skip).addCallback(lambda reply: reply[0])
+
+    def _page(self, commands: Any, room: str, scan: str, skip: str) -> Deferred[Any]:
+        """
+        A page of C{room}'s members from Redis, with the room's seq and epoch.
+        """
         d = self._eval(commands, scripts.MEMBERS,
-                       [self._keys.members(room), self._keys.users(room), self._keys.userInfo(room)],
+                       [self._keys.members(room), self._keys.users(room), self._keys.userInfo(room),
+                        self._keys.seq(room), self._keys.epoch(room)],
                        [scan, skip, self._pageSize])
 
-        def page(reply: list[Any]) -> MemberPage:
-            count, users, cursor, infos = reply
-            return MemberPage(infos, _cursor(cursor), int(count), int(users))
+        def page(reply: list[Any]) -> tuple[MemberPage, int, str]:
+            count, users, cursor, infos, seq, epoch = reply
+            return (MemberPage(infos, _cursor(cursor), int(count), int(users)), int(seq),
+                    epoch.decode("ascii") if isinstance(epoch, bytes) else str(epoch))
 
         return d.addCallback(page)
 
@@ -681,45 +735,51 @@ class RedisRoomHub(Service):
         # node's best guess: its own members, or what it was last told.
         crowded = state is not None and len(state.infos) > self._crowdLimit
         event = changes.event(self._pageSize, crowded or self._lastCount(room) > self._crowdLimit)
-        self._publishEvent(room, encodeEvent(event, room, isoUTC(self._clock.seconds())), COUNTED)
+        time = isoUTC(self._clock.seconds())
+        self._publishEvent(room, encodeEvent(event, room, time), COUNTED, time)
 
     def _lastCount(self, room: str) -> int:
         state = self._rooms.get(room)
         return state.lastCount if state is not None else 0
 
-    def publish(self, room: str, event: Mapping[str, Any], record: bool = False) -> None:
+    def publish(self, room: str, event: Mapping[str, Any], record: bool = False,
+                idempotencyKey: str | None = None) -> Deferred[Published]:
         # Unlike the in-process hub, a room without local members still
         # publishes: members on other nodes (the last local member's leave
         # is the common case) must hear it.
-        self._publishEvent(room, encodeEvent(event, room, isoUTC(self._clock.seconds())),
-                           RECORD if record else 0)
+        time = isoUTC(self._clock.seconds())
+        return self._publishEvent(room, encodeEvent(event, room, time), RECORD if record else 0,
+                                  time, idempotencyKey)
 
-    def _publishEvent(self, room: str, body: bytes, flags: int) -> None:
+    def _publishEvent(self, room: str, body: bytes, flags: int, time: str,
+                      key: str | None = None) -> Deferred[Published]:
         if self._connected() is not None:
-            self._send(room, "e", body, flags)
-            return
-        self._enqueue(("e", room, body, flags))
+            result: Deferred[Published] = Deferred()
+            self._send(room, _Outgoing("e", body, flags, time, key or "", result))
+            return result
+        self._enqueue(room, _Outgoing("e", body, flags, time, key or "", None))
         state = self._rooms.get(room)
-        if state is not None:
-            if flags & COUNTED and b'"count":' not in body:
-                body = withFields(body, b'"count":%d,"users":%d'
-                                  % (len(state.infos), len(state.localUsers())))
-            state.publishLocally(body, bool(flags & RECORD))
+        if state is None:
+            return succeed(Published(0, "", time))
+        if flags & COUNTED and b'"count":' not in body:
+            body = withFields(body, b'"count":%d,"users":%d'
+                              % (len(state.infos), len(state.localUsers())))
+        return succeed(Published(state.publishLocally(body, bool(flags & RECORD)), state.epoch, time))
 
     def publishBinary(self, room: str, data: bytes) -> None:
         if self._connected() is not None:
-            self._send(room, "b", data, 0)
+            self._send(room, _Outgoing("b", data, 0, "", "", None))
             return
-        self._enqueue(("b", room, data, 0))
+        self._enqueue(room, _Outgoing("b", data, 0, "", "", None))
         state = self._rooms.get(room)
         if state is not None:
             state.fanOut(data, True, None)
 
-    def _send(self, room: str, kind: str, payload: bytes, flags: int) -> None:
+    def _send(self, room: str, item: "_Outgoing") -> None:
         """
         Queue one publish for the end of this reactor turn.
         """
-        self._outbox.setdefault(room, []).append((kind, payload, flags))
+        self._outbox.setdefault(room, []).append(item)
         if self._flush is None:
             self._flush = self._clock.callLater(0, self._flushOutbox)
 
@@ -735,40 +795,177 @@ class RedisRoomHub(Service):
         commands = self._connected()
         if commands is None:
             for room, items in outbox.items():
-                for kind, payload, flags in items:
-                    self._enqueue((kind, room, payload, flags))
+                for item in items:
+                    self._enqueue(room, item.unanswered())
             return
         for room, items in outbox.items():
-            events: list[tuple[bytes, int]] = []
-            for kind, payload, flags in items:
-                if kind == "e":
-                    events.append((payload, flags))
+            events: list[_Outgoing] = []
+            for item in items:
+                if item.kind == "e":
+                    events.append(item)
                     continue
                 self._publishEvents(commands, room, events, replayed)
                 events = []
                 self._command(commands, "PUBLISH", self._keys.channel(room),
-                              encodeBinaryMessage(self.node, replayed, payload))
+                              encodeBinaryMessage(self.node, replayed, item.payload))
             self._publishEvents(commands, room, events, replayed)
 
-    def _publishEvents(self, commands: Any, room: str, events: list[tuple[bytes, int]],
+    def _publishEvents(self, commands: Any, room: str, events: list["_Outgoing"],
                        replayed: bool) -> None:
         if not events:
             return
         state = self._rooms.get(room)
         floor = state.lastSeq if state is not None else 0
-        flags = "".join(str(f) for _, f in events)
-        self._eval(
+        flags = "".join(str(e.flags) for e in events)
+        args: list[Any] = [floor, self.node, int(replayed), self._historySize, self._historyBytes,
+                           flags, newEpoch(), self._logSize, 4 * self._historyBytes, self._ttlMs,
+                           room, self._keys.idempotency(room)]
+        for e in events:
+            args += [e.key, e.time, e.payload]
+        d = self._eval(
             commands, scripts.PUBLISH,
             [self._keys.seq(room), self._keys.history(room), self._keys.channel(room),
-             self._keys.historyBytes(room), self._keys.members(room), self._keys.users(room)],
-            [floor, self.node, int(replayed), self._historySize, self._historyBytes, flags,
-             *(body for body, _ in events)],
-        ).addErrback(self._commandFailed)
+             self._keys.historyBytes(room), self._keys.members(room), self._keys.users(room),
+             self._keys.log(room), self._keys.logFirst(room), self._keys.logBytes(room),
+             self._keys.epoch(room), self._keys.rooms],
+            args)
 
-    def _enqueue(self, item: tuple[str, str, bytes, int]) -> None:
+        def published(reply: list[Any]) -> None:
+            epoch = reply[0].decode("ascii")
+            if state is not None and self._rooms.get(room) is state:
+                state.epoch = epoch
+            for e, result in zip(events, reply[1:]):
+                if e.result is None:
+                    continue
+                if isinstance(result, bytes):
+                    seq, first, time = result.decode("ascii").split(" ", 2)
+                    e.result.callback(Published(int(seq), first, time, duplicate=True))
+                else:
+                    e.result.callback(Published(int(result), epoch, e.time))
+
+        def failed(failure: Any) -> None:
+            self._commandFailed(failure)
+            for e in events:
+                if e.result is not None and not e.result.called:
+                    e.result.errback(failure)
+
+        d.addCallbacks(published, failed)
+
+    def _enqueue(self, room: str, item: "_Outgoing") -> None:
         if len(self._queue) == self._queue.maxlen:
             self.droppedWhileDown += 1
-        self._queue.append(item)
+        self._queue.append((room, item))
+
+    # -- IRoomAdmin ---------------------------------------------------------
+
+    def _required(self) -> Any:
+        commands = self._connected()
+        if commands is None:
+            raise ConnectionError("the broker is not connected")
+        return commands
+
+    def roomList(self, prefix: str = "", after: str | None = None,
+                 limit: int = 100) -> Deferred[tuple[list[dict[str, Any]], str | None]]:
+        try:
+            commands = self._required()
+        except ConnectionError as e:
+            return fail(e)
+        low = b"(" + after.encode("utf-8") if after is not None else b"[" + prefix.encode("utf-8")
+        high = b"[" + prefix.encode("utf-8") + b"\xff" if prefix else b"+"
+        d = self._eval(commands, scripts.ROOMS, [self._keys.rooms],
+                       [self._keys.prefix, low, high, limit + 1])
+
+        def listed(flat: list[Any]) -> tuple[list[dict[str, Any]], str | None]:
+            rooms = [{"room": flat[i].decode("utf-8"), "count": int(flat[i + 1]),
+                      "users": int(flat[i + 2]), "seq": int(flat[i + 3]),
+                      "epoch": flat[i + 4].decode("ascii")}
+                     for i in range(0, len(flat) - 4, 5)]
+            # Rooms whose keys expired are dropped from the listing as it is
+            # read, so a page may hold fewer than it could.
+            if len(rooms) > limit:
+                rooms = rooms[:limit]
+                return rooms, rooms[-1]["room"]
+            return rooms, None
+
+        return d.addCallback(listed)
+
+    def roomInfo(self, room: str) -> Deferred[dict[str, Any] | None]:
+        try:
+            commands = self._required()
+        except ConnectionError as e:
+            return fail(e)
+
+        def info(reply: tuple[MemberPage, int, str]) -> dict[str, Any] | None:
+            page, seq, epoch = reply
+            if not page.count and not seq and not epoch:
+                return None
+            return {"room": room, "count": page.count, "users": page.users, "seq": seq,
+                    "epoch": epoch, "members": page.members, "next": page.next}
+
+        return self._page(commands, room, "0", "0").addCallback(info)
+
+    def history(self, room: str, since: int = 0, limit: int = 100) -> Deferred[dict[str, Any] | None]:
+        try:
+            commands = self._required()
+        except ConnectionError as e:
+            return fail(e)
+        d = self._eval(commands, scripts.HISTORY,
+                       [self._keys.log(room), self._keys.logFirst(room), self._keys.seq(room),
+                        self._keys.epoch(room)], [since, limit])
+
+        def events(reply: list[Any]) -> dict[str, Any] | None:
+            epoch, seq, frames = reply
+            if not epoch:
+                return None
+            return {"room": room, "epoch": epoch.decode("ascii"), "seq": int(seq), "events": frames}
+
+        return d.addCallback(events)
+
+    def control(self, message: Mapping[str, Any]) -> Deferred[int]:
+        try:
+            commands = self._required()
+        except ConnectionError:
+            # Cut off, the message reaches this process only.
+            self._control(message)
+            return succeed(1)
+        d = commands.execute_command("PUBLISH", self._controlChannel, encodeJSON(message))
+        return d.addCallback(int)
+
+    def onControl(self, handle: Callable[[Mapping[str, Any]], int]) -> None:
+        self._control = handle
+
+    def nodes(self) -> Deferred[list[str]]:
+        try:
+            commands = self._required()
+        except ConnectionError:
+            return succeed([self.node])
+        d = commands.execute_command("ZRANGE", self._keys.nodes, 0, -1)
+        return d.addCallback(lambda names: [n.decode("ascii") for n in names])
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    """
+    One publish waiting for the end of the turn (or for Redis to come
+    back): an event (C{kind} C{"e"}, with its flags, time and idempotency
+    key) or a binary message (C{"b"}), and who waits for its result.
+    """
+
+    kind: str
+    payload: bytes
+    flags: int
+    time: str
+    key: str
+    result: Deferred[Published] | None
+
+    def unanswered(self) -> "_Outgoing":
+        """
+        This publish, for the outage queue: whoever waited for its result
+        gets the local one now.
+        """
+        if self.result is not None and not self.result.called:
+            self.result.callback(Published(0, "", self.time))
+        return _Outgoing(self.kind, self.payload, self.flags, self.time, self.key, None)
 
 
 def _cursor(cursor: bytes | str) -> str | None:

@@ -39,6 +39,7 @@ class NodeRoom:
     @ivar lastSeq: the highest seq this node's members have seen.
     @ivar redisSeq: the highest seq that came from Redis.
     @ivar lastCount: the room's member count Redis gave last.
+    @ivar epoch: the room's epoch as Redis gave it last.
     @ivar subscribed: whether the node's subscription is confirmed.
     @ivar waiting: L{Deferred}s that fire once it is.
     """
@@ -55,6 +56,7 @@ class NodeRoom:
         self.lastSeq = 0
         self.redisSeq = 0
         self.lastCount = 0
+        self.epoch = ""
         self.floor = 0
         self.floors: dict[IRoomMember, int] = {}
         self.catchup: list[tuple[bytes, bool, int | None]] | None = None
@@ -126,14 +128,16 @@ class NodeRoom:
         self.lastSeq = max(self.lastSeq, seq)
         self.redisSeq = max(self.redisSeq, seq)
 
-    def localSnapshot(self, pageSize: int) -> RoomSnapshot:
+    def localSnapshot(self, pageSize: int, resume: Any = None) -> RoomSnapshot:
         """
         A snapshot from what this node knows, for a join while Redis is out
-        of reach.
+        of reach; it never recovers a resuming client (this node's view may
+        lack events other nodes published).
         """
         page = self.localPage(0, pageSize)
         return RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
-                            frames=self.history.frames(), seq=self.lastSeq)
+                            frames=self.history.frames(), seq=self.lastSeq, epoch=self.epoch,
+                            resumed=None if resume is None else False)
 
     def activate(self, member: IRoomMember, snapshot: RoomSnapshot,
                  result: Deferred[RoomSnapshot]) -> None:
@@ -169,15 +173,16 @@ class NodeRoom:
         if deliver:
             self.fanOut(body, False, seq)
 
-    def publishLocally(self, body: bytes, record: bool) -> None:
+    def publishLocally(self, body: bytes, record: bool) -> int:
         """
-        Number and deliver an event while Redis is out of reach.
+        Number and deliver an event while Redis is out of reach; its seq.
         """
         self.lastSeq += 1
-        payload = withSeq(body, self.lastSeq)
+        payload = withSeq(body, self.lastSeq, self.epoch)
         if record:
             self.history.record(self.lastSeq, payload)
         self.fanOut(payload, False, self.lastSeq)
+        return self.lastSeq
 
     def fanOut(self, payload: bytes, isBinary: bool, seq: int | None) -> None:
         """

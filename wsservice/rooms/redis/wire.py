@@ -92,6 +92,32 @@ class Keys:
     def users(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:users"
 
+    def log(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:log"
+
+    def logFirst(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:log-first"
+
+    def logBytes(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:log-bytes"
+
+    def epoch(self, room: str) -> str:
+        return f"{self.prefix}{{{room}}}:epoch"
+
+    def idempotency(self, room: str) -> str:
+        """
+        The prefix of C{room}'s idempotency keys.
+        """
+        return f"{self.prefix}idem:{{{room}}}:"
+
+    @property
+    def rooms(self) -> str:
+        return f"{self.prefix}rooms"
+
+    @property
+    def controlChannel(self) -> str:
+        return f"{self._channelHead[:-1]}control"
+
     def userInfo(self, room: str) -> str:
         return f"{self.prefix}{{{room}}}:user-info"
 
