@@ -35,7 +35,7 @@ OPS = {
     TEXT: "alice sends the payload as a text message",
     BINARY: "alice sends the payload as a binary message",
     NESTED: "alice sends JSON nested depth times: payload[0] picks the wrapper, "
-            "payload[1:3] the depth, the rest is the innermost text",
+            "payload[1:3] % 5001 the depth, the rest is the innermost text",
     TICK: "the clock advances by payload[0] * 10 ms (the presence interval if empty)",
     REJOIN: "alice closes and comes back with ?name= the payload",
     BYSTANDER: "bob, the bystander, sends the payload as text",
@@ -55,7 +55,7 @@ WRAPPERS = [
     (b'{"type":"members","after":', b"}"),
     (b'{"x":[', b"]}"),
 ]
-MAX_DEPTH = 20_000
+MAX_DEPTH = 5_000
 
 #: The ESCAPED op's message around its string, by payload[0] % len.
 FIELDS = [
@@ -78,7 +78,7 @@ def nested(payload: bytes) -> bytes:
     The NESTED op's message: the innermost text wrapped depth times.
     """
     opening, closing = WRAPPERS[payload[0] % len(WRAPPERS)] if payload else WRAPPERS[0]
-    depth = min(int.from_bytes(payload[1:3], "big"), MAX_DEPTH)
+    depth = int.from_bytes(payload[1:3], "big") % (MAX_DEPTH + 1)
     return opening * depth + harness.text(payload[3:]) + closing * depth
 
 

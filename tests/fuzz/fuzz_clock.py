@@ -30,19 +30,19 @@ TEXT, BINARY, NESTED, ADVANCE, REOPEN = range(5)
 OPS = {
     TEXT: "the client sends the payload as a text message",
     BINARY: "the client sends the payload as a binary message",
-    NESTED: 'the client sends {"interval": ...} nested payload[0:2] deep around '
+    NESTED: 'the client sends {"interval": ...} nested payload[0:2] % 5001 deep around '
             "the rest of the payload",
     ADVANCE: "the clock advances by payload[0:2] centiseconds, at most a minute",
     REOPEN: "the client closes and a new one opens",
 }
-MAX_DEPTH = 20_000
+MAX_DEPTH = 5_000
 
 
 def nested(payload: bytes) -> bytes:
     """
     The NESTED op's message.
     """
-    depth = min(int.from_bytes(payload[:2], "big"), MAX_DEPTH)
+    depth = int.from_bytes(payload[:2], "big") % (MAX_DEPTH + 1)
     return b'{"interval":' * depth + harness.text(payload[2:]) + b"}" * depth
 
 
