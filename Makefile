@@ -9,7 +9,7 @@ SOURCES := setup.cfg pyproject.toml MANIFEST.in $(shell find wsservice twisted s
              -not -name '*.py[co]' -not -name dropin.cache 2>/dev/null)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test bench conformance clean
+.PHONY: serve test bench conformance clean fuzz
 
 $(INSTALLED): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,3 +48,12 @@ conformance: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -m pip install --quiet py-spy
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# Every fuzz target in tests/fuzz/ for FUZZ_SECONDS each (60 by default),
+# from its committed seeds and a corpus that grows in tests/fuzz/corpus/
+# (git-ignored); crashing inputs and logs go to artifacts/fuzz/.
+# FUZZ_TARGETS picks some: chat clock frontdoor broker. `make test` runs
+# each for a few seconds (tests/fuzz/test_fuzzers.py).
+FUZZ_SECONDS ?= 60
+fuzz: $(INSTALLED)
+	$(PY) -m tests.fuzz.run --seconds $(FUZZ_SECONDS) $(FUZZ_TARGETS)
