@@ -7,8 +7,8 @@ The property: no exception; while undecided it holds at most
 L{MAX_HEAD} bytes; it decides exactly once, as soon as the head is
 complete or too long, and the same way however the bytes were cut: a head
 that fits goes to C{websocket} when it asks for the upgrade and to C{web}
-otherwise, a head longer than L{MAX_HEAD} goes to C{web} (which refuses
-it); the protocol it chose gets every byte once, in order; its timer is
+otherwise, a head longer than L{MAX_HEAD} is answered with 431 by the door
+itself; the protocol it chose gets every byte once, in order; its timer is
 stopped once it decided, and drops the connection if it never does.
 
 Input: byte 0 is flags (see L{FLAGS}), byte 1 seeds the chunk sizes,
@@ -113,18 +113,15 @@ def parse(data: bytes) -> tuple[int, list[int], bytes]:
     return flags, sizes, body
 
 
-def expectedRoute(body: bytes) -> set[str]:
+def expectedRoute(body: bytes) -> str:
     """
-    Where the head of C{body} may go: C{web} when it is longer than
-    L{MAX_HEAD}; by its upgrade header when head and terminator fit; within
-    the terminator's four bytes of the bound, either (a reader that has
-    the bound's worth of bytes cannot tell yet).
+    Where the head of C{body} goes: refused with 431 when it is longer than
+    L{MAX_HEAD}, else by its upgrade header.
     """
     end = body.find(b"\r\n\r\n")
     if end < 0 or end > MAX_HEAD:
-        return {"web"}
-    route = "websocket" if _UPGRADE.search(body[:end]) else "web"
-    return {route} if end + 4 <= MAX_HEAD else {route, "web"}
+        return "refused"
+    return "websocket" if _UPGRADE.search(body[:end]) else "web"
 
 
 def testOneInput(data: bytes) -> None:
@@ -144,22 +141,27 @@ def testOneInput(data: bytes) -> None:
         chunk = body[at:at + size]
         at += len(chunk)
         (transport.protocol if flags & 1 else door).dataReceived(chunk)
-        decisions = len(web.built) + len(websocket.built)
+        refused = transport.value().startswith(b"HTTP/1.1 431 ")
+        decisions = len(web.built) + len(websocket.built) + refused
         assert decisions <= 1, f"{decisions} hand-over decisions"
         if not decisions:
-            assert len(door._buffer) <= MAX_HEAD, f"{len(door._buffer)} bytes buffered"
+            assert len(door._buffer) < MAX_HEAD + 4, f"{len(door._buffer)} bytes buffered"
             assert len(clock.getDelayedCalls()) == (0 if flags & 8 else 1)
     taken = body[:at]
-    decided = web.built or websocket.built
+    refused = transport.value().startswith(b"HTTP/1.1 431 ")
+    decided = web.built or websocket.built or refused
     end = body.find(b"\r\n\r\n")
-    assert bool(decided) == (end >= 0 or len(body) > MAX_HEAD), (
+    assert bool(decided) == (0 <= end <= MAX_HEAD or len(body) >= MAX_HEAD + 4), (
         f"decided {bool(decided)} on {len(body)} bytes, terminator at {end}")
-    if decided:
+    if refused:
+        assert expectedRoute(body) == "refused", f"a head of {end} bytes was refused"
+        assert transport.disconnecting and not (web.built or websocket.built)
+        inner = None
+    elif decided:
         route = "web" if web.built else "websocket"
-        allowed = expectedRoute(body)
-        assert route in allowed, (
+        assert route == expectedRoute(body), (
             f"a head of {end if end >= 0 else '>' + str(len(body))} bytes went to {route}, "
-            f"not {' or '.join(sorted(allowed))} (MAX_HEAD {MAX_HEAD})")
+            f"not {expectedRoute(body)} (MAX_HEAD {MAX_HEAD})")
         inner = (web.built or websocket.built)[0]
         assert not clock.getDelayedCalls(), "the timer outlived the decision"
         if inner is None:

@@ -41,23 +41,21 @@ def lastSeq(connection: FakeConnection) -> int:
     return [e for e in connection.events() if "seq" in e][-1]["seq"]
 
 
-def test_chat_message_with_a_lone_surrogate_gets_an_error_and_consumes_no_seq():
+def test_chat_message_with_a_lone_surrogate_is_relayed_replaced_and_costs_no_extra_seq():
     """
     A JSON escape of half a surrogate pair (valid JSON, valid UTF-8 on the
-    wire) cannot be encoded as UTF-8 for the room: the sender gets an
-    C{error} frame and stays connected, nobody else gets anything, and no
-    seq is consumed (it raised UnicodeEncodeError out of onMessage, which
-    closes the sender with 4000).
+    wire) cannot be encoded as UTF-8 for the room: it reaches the room with
+    U+FFFD in its place, the sender stays connected, and the room's seqs
+    run on without a gap (it raised UnicodeEncodeError out of onMessage,
+    which closed the sender with 4000).
     """
     sender, alice, bob = chatRoom()
-    seen, before = lastSeq(bob), len(bob.sent)
+    seen = lastSeq(bob)
     sender.onMessage(rb'{"message": "half \ud800 a pair"}', False)
     assert alice.closed is None
-    reply = alice.events()[-1]
-    assert (reply["type"], reply["name"]) == ("error", "")
-    assert len(bob.sent) == before
+    assert bob.events()[-1]["message"] == "half \ufffd a pair" and lastSeq(bob) == seen + 1
     sender.onMessage(b'{"message": "next"}', False)
-    assert bob.events()[-1]["message"] == "next" and lastSeq(bob) == seen + 1
+    assert bob.events()[-1]["message"] == "next" and lastSeq(bob) == seen + 2
 
 
 def test_chat_text_nested_too_deep_to_parse_is_answered_not_raised():
@@ -126,12 +124,12 @@ class _Recording(Factory):
         return Protocol()
 
 
-def test_front_door_hands_a_head_longer_than_its_bound_to_web_however_it_arrives():
+def test_front_door_refuses_a_head_longer_than_its_bound_however_it_arrives():
     """
-    A request head longer than MAX_HEAD (16 KiB) goes to twisted.web, which
-    refuses it, as the front door documents; an upgrade request went to
-    the WebSocket factory instead, whose handshake parser buffers without
-    a bound, whether the head came in one piece or in 1 KiB pieces.
+    A request head longer than MAX_HEAD (16 KiB) is answered with 431 by
+    the front door itself, whether the head came in one piece or in 1 KiB
+    pieces; an upgrade request went to the WebSocket factory instead, whose
+    handshake parser buffers without a bound.
     """
     head = (b"GET /kitchen HTTP/1.1\r\nHost: h\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             b"X-Pad: " + b"a" * MAX_HEAD + b"\r\n\r\n")
@@ -139,7 +137,9 @@ def test_front_door_hands_a_head_longer_than_its_bound_to_web_however_it_arrives
         web, websocket = _Recording(), _Recording()
         door = FrontDoorFactory(web, websocket, Clock(), 10).buildProtocol(
             IPv4Address("TCP", "127.0.0.1", 1))
-        door.makeConnection(StringTransport())
+        transport = StringTransport()
+        door.makeConnection(transport)
         for at in range(0, len(head), size):
             door.dataReceived(head[at:at + size])
-        assert (web.built, websocket.built) == (1, 0), f"in pieces of {size}"
+        assert (web.built, websocket.built) == (0, 0), f"in pieces of {size}"
+        assert transport.value().startswith(b"HTTP/1.1 431 ") and transport.disconnecting

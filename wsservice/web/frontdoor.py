@@ -83,7 +83,8 @@ class FrontDoor(Protocol):
         buffer += data
         end = buffer.find(_END, start, MAX_HEAD + len(_END))
         if end < 0:
-            if len(buffer) > MAX_HEAD:
+            # Past this, no terminator can end the head within the bound.
+            if len(buffer) >= MAX_HEAD + len(_END):
                 self._tooLarge()
             return
         self._stopTimer()
@@ -115,8 +116,11 @@ class FrontDoor(Protocol):
         # Half-close and stop reading: the client reads the answer and our
         # end of file, and what it still sends waits in its own buffers,
         # costing us nothing, until it closes or the grace is over.
-        self.transport.loseWriteConnection()
         self.transport.pauseProducing()
+        try:
+            self.transport.loseWriteConnection()
+        except AttributeError:  # a transport that cannot half-close
+            self.transport.loseConnection()
         self._timer = self.factory.clock.callLater(_REFUSAL_GRACE, self.transport.abortConnection)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:
