@@ -32,7 +32,7 @@ from wsservice.rooms.events import (
 )
 from wsservice.rooms.presence import PresenceChanges
 from wsservice.rooms.redis import scripts
-from wsservice.rooms.redis.link import RedisLink
+from wsservice.rooms.redis.link import SUBSCRIBE_BATCH, RedisLink, subscriber
 from wsservice.rooms.redis.view import NodeRoom
 from wsservice.rooms.redis.wire import (
     BinaryMessage,
@@ -158,15 +158,9 @@ class RedisRoomHub(Service):
 
     def startService(self) -> None:
         super().startService()
-        from txredisapi import RedisProtocol, SubscriberProtocol
+        from txredisapi import RedisProtocol
 
-        hub = self
         endpoint = self._connect(self.address)
-
-        class _Subscriber(SubscriberProtocol):
-            def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
-                hub._received(channel, message)
-
         db = self.address.db
         # Bytes in and out (charset=None): frames go from Redis to members as
         # they came, never decoded and encoded again.
@@ -175,8 +169,7 @@ class RedisRoomHub(Service):
             lambda: RedisProtocol(charset=None, dbid=db, convertNumbers=False, replyTimeout=10),
             lambda p: self._linkUp(), self._linkDown)
         self._subscriber = RedisLink(
-            self._clock, endpoint,
-            lambda: _Subscriber(charset=None, convertNumbers=False),
+            self._clock, endpoint, lambda: subscriber(self._received),
             lambda p: self._linkUp(), self._linkDown)
         self._commands.start()
         self._subscriber.start()
@@ -293,7 +286,7 @@ class RedisRoomHub(Service):
             self._dropSubscriber()
             return
         if unsubscribed:
-            waits = [self._subscribe(room, self._rooms[room]) for room in unsubscribed]
+            waits = self._subscribeRooms(unsubscribed)
             DeferredList(waits, consumeErrors=True).addCallback(
                 lambda _: self._resync(generation, rounds + 1))
             return
@@ -449,27 +442,60 @@ class RedisRoomHub(Service):
         d: Deferred[None] = Deferred()
         state.waiting.append(d)
         if len(state.waiting) == 1:
-            generation = self._generation
+            self._askToSubscribe([(room, state)], self._keys.channel(room))
+        return d
 
-            def confirmed(_: Any) -> None:
-                if generation != self._generation or self._rooms.get(room) is not state:
-                    return
-                state.subscribed = True
-                waiting, state.waiting = state.waiting, []
-                for w in waiting:
-                    w.callback(None)
+    def _subscribeRooms(self, rooms: list[str]) -> list[Deferred[None]]:
+        """
+        Like L{_subscribe} for each of C{rooms}, with the channels not asked
+        for yet sent in SUBSCRIBE commands of at most L{SUBSCRIBE_BATCH}
+        channels (a resync of many rooms is a few commands, not one each).
+        """
+        waits: list[Deferred[None]] = []
+        asking: list[tuple[str, NodeRoom]] = []
+        for room in rooms:
+            state = self._rooms[room]
+            if state.subscribed:
+                waits.append(succeed(None))
+                continue
+            d: Deferred[None] = Deferred()
+            state.waiting.append(d)
+            waits.append(d)
+            if len(state.waiting) == 1:
+                asking.append((room, state))
+        for i in range(0, len(asking), SUBSCRIBE_BATCH):
+            batch = asking[i:i + SUBSCRIBE_BATCH]
+            self._askToSubscribe(batch, [self._keys.channel(room) for room, _ in batch])
+        return waits
 
-            def failed(failure: Any) -> None:
+    def _askToSubscribe(self, rooms: list[tuple[str, NodeRoom]], channels: str | list[str]) -> None:
+        """
+        Send one SUBSCRIBE for C{rooms}; once Redis confirms it, each room
+        still here counts as subscribed and its waiters fire.
+        """
+        generation = self._generation
+
+        def confirmed(_: Any) -> None:
+            if generation != self._generation:
+                return
+            for room, state in rooms:
+                if self._rooms.get(room) is state:
+                    state.subscribed = True
+                    waiting, state.waiting = state.waiting, []
+                    for w in waiting:
+                        w.callback(None)
+
+        def failed(failure: Any) -> None:
+            for _, state in rooms:
                 waiting, state.waiting = state.waiting, []
                 for w in waiting:
                     w.errback(failure)
 
-            self._subscribeTo(self._keys.channel(room)).addCallbacks(confirmed, failed)
-        return d
+        self._subscribeTo(channels).addCallbacks(confirmed, failed)
 
-    def _subscribeTo(self, channel: str) -> Deferred[Any]:
+    def _subscribeTo(self, channels: str | list[str]) -> Deferred[Any]:
         try:
-            return self._sub().subscribe(channel)
+            return self._sub().subscribe(channels)
         except Exception as e:
             return fail(Failure(e))
 

@@ -12,13 +12,18 @@ outage once (L{RedisLink.onDown}) and about each recovery once
 
 from __future__ import annotations
 
+import functools
 import random
+from collections import deque
 from typing import Any, Callable
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
+
+# txredisapi is imported where it is used: importing it installs the global
+# reactor.
 
 
 class _LinkFactory(Factory):
@@ -161,3 +166,108 @@ class RedisLink:
         closed = p.whenDisconnected()
         p.transport.loseConnection()
         return closed.addCallback(lambda _: None)
+
+
+# -- pub/sub ------------------------------------------------------------------
+
+#: At most this many channels go in one SUBSCRIBE command.
+SUBSCRIBE_BATCH = 100
+
+
+def subscriber(onMessage: Callable[[bytes, bytes], None]) -> Any:
+    """
+    A txredisapi pub/sub protocol (bytes in and out) that calls
+    C{onMessage(channel, message)} for each message, and whose
+    C{subscribe(channels)} fires once Redis confirmed every channel of it.
+
+    txredisapi's own C{SubscriberProtocol} hands each confirmation to
+    whichever command waits next: a SUBSCRIBE of N channels gets N
+    confirmations, so the N-1 extra ones would fire later SUBSCRIBEs (whose
+    channels may not be subscribed yet) or be dropped.  This one matches
+    confirmations to SUBSCRIBEs by channel, and passes every other reply
+    (C{ROLE}'s, before any SUBSCRIBE) through whole.
+    """
+    return _subscriberClass()(onMessage)
+
+
+@functools.cache
+def _subscriberClass() -> type:
+    from txredisapi import BaseRedisProtocol, ResponseError, SubscriberProtocol
+    from txredisapi import ConnectionError as RedisConnectionError
+
+    class Subscriber(SubscriberProtocol):  # type: ignore[misc]
+        def __init__(self, onMessage: Callable[[bytes, bytes], None]) -> None:
+            super().__init__(charset=None, convertNumbers=False)
+            self._onMessage = onMessage
+            # channel -> [confirmations still due, Deferred] of each SUBSCRIBE
+            # naming it, oldest first.
+            self._confirming: dict[bytes, deque[list[Any]]] = {}
+            self._gone = False
+
+        def subscribe(self, channels: Any) -> Deferred[None]:
+            names = [channels] if isinstance(channels, (str, bytes)) else list(channels)
+            if self.transport is None or self._gone:
+                raise RedisConnectionError("Not connected")
+            encoded = [self._encode_value(name) for name in names]
+            d: Deferred[None] = Deferred()
+            if not encoded:
+                d.callback(None)
+                return d
+            waiting = [len(encoded), d]
+            for channel in encoded:
+                self._confirming.setdefault(channel, deque()).append(waiting)
+            self.transport.write(self._build_command("SUBSCRIBE", *encoded))
+            return d
+
+        def unsubscribe(self, channels: Any) -> Deferred[None]:
+            names = [channels] if isinstance(channels, (str, bytes)) else list(channels)
+            if self.transport is None or self._gone:
+                raise RedisConnectionError("Not connected")
+            self.transport.write(self._build_command("UNSUBSCRIBE", *names))
+            return succeed(None)
+
+        def replyReceived(self, reply: Any) -> None:
+            if isinstance(reply, list) and len(reply) == 3:
+                kind = reply[0]
+                if kind == b"message":
+                    self._onMessage(reply[1], reply[2])
+                    return
+                if kind == b"subscribe":
+                    self._confirmed(reply[1])
+                    return
+                if kind == b"unsubscribe":
+                    return
+            if isinstance(reply, ResponseError) and self._confirming:
+                # Refused: which SUBSCRIBE cannot be told, so start over on
+                # a new connection.
+                self._failAll(reply)
+                self.transport.loseConnection()
+                return
+            BaseRedisProtocol.replyReceived(self, reply)
+
+        def _confirmed(self, channel: bytes) -> None:
+            queue = self._confirming.get(channel)
+            if not queue:
+                return
+            waiting = queue.popleft()
+            if not queue:
+                del self._confirming[channel]
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                waiting[1].callback(None)
+
+        def _failAll(self, error: Exception) -> None:
+            confirming, self._confirming = self._confirming, {}
+            failed: set[int] = set()
+            for queue in confirming.values():
+                for waiting in queue:
+                    if id(waiting) not in failed:
+                        failed.add(id(waiting))
+                        waiting[1].errback(error)
+
+        def connectionLost(self, why: Any) -> None:
+            self._gone = True
+            super().connectionLost(why)
+            self._failAll(RedisConnectionError("Lost connection"))
+
+    return Subscriber
