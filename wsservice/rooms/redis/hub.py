@@ -127,6 +127,7 @@ class RedisRoomHub(Service):
         self._idle: list[Deferred[None]] = []
         self._commands: RedisLink | None = None
         self._subscriber: RedisLink | None = None
+        self._reapAfter = 0.0
         self._heartbeat: LoopingCall | None = None
 
     # -- state --------------------------------------------------------------
@@ -302,6 +303,10 @@ class RedisRoomHub(Service):
         self._syncing = False
         self._state = CONNECTED
         self._lastPing, self._pingsMissed = self._clock.seconds(), 0
+        # The other nodes' heartbeats lapsed too if they were cut off with
+        # this one (a failover, a Redis that stalled): give them as long as
+        # a heartbeat's expiry to come back before reaping them as lost.
+        self._reapAfter = self._clock.seconds() + self._ttlMillis() / 1000
         self._flushOutbox(replayed=True)
         self._log.info(
             "connected to Redis at {address} as node {node}: {rooms} rooms, "
@@ -375,7 +380,8 @@ class RedisRoomHub(Service):
 
         d.addCallback(checked).addErrback(self._commandFailed)
         self._command(commands, "PUBLISH", self._pingChannel, b"%f" % self._clock.seconds())
-        self._reap(commands)
+        if self._clock.seconds() >= self._reapAfter:
+            self._reap(commands)
 
     def _checkPing(self) -> None:
         if self._clock.seconds() - self._lastPing <= self.address.heartbeat * 1.5:
