@@ -32,7 +32,13 @@ from wsservice.rooms.events import (
 )
 from wsservice.rooms.presence import PresenceChanges
 from wsservice.rooms.redis import scripts
-from wsservice.rooms.redis.link import SUBSCRIBE_BATCH, RedisLink, subscriber
+from wsservice.rooms.redis.link import (
+    SUBSCRIBE_BATCH,
+    RedisLink,
+    SentinelEndpoint,
+    SentinelWatch,
+    subscriber,
+)
 from wsservice.rooms.redis.view import NodeRoom
 from wsservice.rooms.redis.wire import (
     BinaryMessage,
@@ -85,8 +91,10 @@ class RedisRoomHub(Service):
         crowdLimit: int = 1000,
     ) -> None:
         """
-        @param connect: makes the client endpoint for C{address}
-            (C{lambda address: TCP4ClientEndpoint(reactor, ...)}).
+        @param connect: makes the client endpoint for a plain address
+            (C{lambda address: TCP4ClientEndpoint(reactor, ...)}): for
+            C{address}, or with Sentinel for each sentinel and for the
+            master they name.
         @param queueSize: publishes kept while Redis is unreachable; the
             oldest are dropped beyond it.
         @param drainTimeout: on stop, how long to wait for local members to
@@ -127,6 +135,7 @@ class RedisRoomHub(Service):
         self._idle: list[Deferred[None]] = []
         self._commands: RedisLink | None = None
         self._subscriber: RedisLink | None = None
+        self._watch: SentinelWatch | None = None
         self._reapAfter = 0.0
         self._heartbeat: LoopingCall | None = None
 
@@ -161,19 +170,30 @@ class RedisRoomHub(Service):
         super().startService()
         from txredisapi import RedisProtocol
 
-        endpoint = self._connect(self.address)
-        db = self.address.db
+        address, master = self.address, bool(self.address.sentinels)
+        if master:
+            sentinels = [(str(address.at(h, p)), self._connect(address.at(h, p)))
+                         for h, p in address.sentinels]
+            endpoint = SentinelEndpoint(self._clock, sentinels, address.master,
+                                        lambda h, p: self._connect(address.at(h, p)))
+            self._watch = SentinelWatch(self._clock, sentinels, address.master,
+                                        self._masterMoved)
+        else:
+            endpoint = self._connect(address)
+        db = address.db
         # Bytes in and out (charset=None): frames go from Redis to members as
         # they came, never decoded and encoded again.
         self._commands = RedisLink(
             self._clock, endpoint,
             lambda: RedisProtocol(charset=None, dbid=db, convertNumbers=False, replyTimeout=10),
-            lambda p: self._linkUp(), self._linkDown)
+            lambda p: self._linkUp(), self._linkDown, requireMaster=master)
         self._subscriber = RedisLink(
             self._clock, endpoint, lambda: subscriber(self._received),
-            lambda p: self._linkUp(), self._linkDown)
+            lambda p: self._linkUp(), self._linkDown, requireMaster=master)
         self._commands.start()
         self._subscriber.start()
+        if self._watch is not None:
+            self._watch.start()
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = self._clock
         self._heartbeat.start(self.address.heartbeat, now=False)
@@ -213,7 +233,7 @@ class RedisRoomHub(Service):
             sent.append(self._command(commands, "DEL", self._keys.nodeRooms(self.node)))
 
         def close(_: Any) -> Deferred[Any]:
-            links = [link.stop() for link in (self._commands, self._subscriber)
+            links = [link.stop() for link in (self._commands, self._subscriber, self._watch)
                      if link is not None]
             return DeferredList(links, consumeErrors=True)
 
@@ -258,6 +278,17 @@ class RedisRoomHub(Service):
                 "Redis at {address} is unreachable ({why}); rooms work on this node "
                 "alone until it is, retrying with backoff", address=str(self.address), why=why)
         self._announcedDown = True
+
+    def _masterMoved(self, host: str, port: int) -> None:
+        """
+        The sentinels moved the master (a failover): follow it now, rather
+        than at the next failed command.
+        """
+        self._log.info("the sentinels moved master {master} to {host}:{port}; following",
+                       master=self.address.master, host=host, port=port)
+        for link in (self._commands, self._subscriber):
+            if link is not None:
+                link.follow(host, port)
 
     def _linkUp(self) -> None:
         if self._cmd() is None or self._sub() is None or self._syncing:
@@ -308,10 +339,14 @@ class RedisRoomHub(Service):
         # a heartbeat's expiry to come back before reaping them as lost.
         self._reapAfter = self._clock.seconds() + self._ttlMillis() / 1000
         self._flushOutbox(replayed=True)
+        where = str(self.address)
+        if self.address.sentinels and commands.transport is not None:
+            peer = commands.transport.getPeer()
+            where += f" (master {peer.host}:{peer.port})"
         self._log.info(
             "connected to Redis at {address} as node {node}: {rooms} rooms, "
             "{queued} queued publishes replayed, {dropped} dropped",
-            address=str(self.address), node=self.node, rooms=len(self._rooms),
+            address=where, node=self.node, rooms=len(self._rooms),
             queued=queued, dropped=self.droppedWhileDown)
         self.droppedWhileDown = 0
 
