@@ -1,7 +1,8 @@
 """
 The fixtures every tier shares: the real service on loopback, started
-per test (L{serviceFactory}) or once per module (L{service}), and a real
-C{redis-server} (L{redisServer}).
+per test (L{serviceFactory}) or once per module (L{service}), a real
+C{redis-server} (L{redisServer}), and a master, replica and three
+sentinels (L{sentinelGroup}).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import signal
 
 import pytest
 
-from tests.support.processes import RedisServer, ServiceProcess
+from tests.support.processes import RedisServer, SentinelGroup, ServiceProcess
 from tests.support.tools import requireTool
 
 
@@ -52,3 +53,17 @@ def redisServer():
     server = RedisServer(requireTool("redis-server")).start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def sentinelGroup(tmp_path):
+    """
+    A master, one replica and three sentinels ready to fail over (see
+    L{SentinelGroup}), all killed afterwards.
+    """
+    requireTool("redis-cli")
+    group = SentinelGroup(requireTool("redis-server"), requireTool("redis-sentinel"), tmp_path)
+    try:
+        yield group.start()
+    finally:
+        group.kill()

@@ -117,8 +117,9 @@ class Options(usage.Options):
         ["shutdown-timeout", None, 5.0,
          "Seconds to wait for clients' closing handshakes on shutdown.", _number("shutdown-timeout", float, allowZero=True)],
         ["broker", None, None,
-         "redis://HOST:PORT/DB: share chat rooms with every process using the same "
-         "Redis (default: rooms live in this process)."],
+         "redis://HOST:PORT/DB, or redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER?db=N "
+         "for the master that Sentinel names (followed on failover): share chat rooms "
+         "with every process using the same Redis (default: rooms live in this process)."],
         ["auth", None, None,
          "Who clients are: jwt (signed tokens), hook (ask --auth-url) or an installed "
          "authenticator plugin. Default: anonymous, or what the --auth-* options imply."],

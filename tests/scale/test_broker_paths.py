@@ -168,3 +168,31 @@ def test_health_reports_a_broker_that_stopped_delivering(redisServer, serviceFac
         redisServer.proc.send_signal(signal.SIGCONT)
     assert a.waitFor(lambda: sum("connected to Redis at" in line for line in a.lines) >= 2, 20)
     assert "broker connected" in health(a) and brokerGauge(a) == "1.0"
+
+
+def test_a_node_back_from_an_outage_resubscribes_many_rooms_in_a_few_commands(
+        redisServer, serviceFactory):
+    """
+    A node with 150 rooms re-subscribes them after a Redis restart in two
+    SUBSCRIBE commands (at most 100 channels each), not 150, and every room
+    works across nodes again.
+    """
+    a, b = twoNodes(redisServer, serviceFactory)
+    rooms = [f"r{n}" for n in range(150)]
+    members = [chat(a, room, "m") for room in rooms]
+    redisServer.restart()
+    for node in (a, b):
+        assert node.waitFor(lambda node=node: sum(
+            "connected to Redis at" in line for line in node.lines) >= 2, 20), node.log()
+    assert any("150 rooms" in line for line in a.lines)
+    stats = redisServer.command("INFO", "commandstats")
+    calls = {m.group(1): int(m.group(2))
+             for m in re.finditer(r"^cmdstat_(\w+):calls=(\d+)", stats, re.M)}
+    assert calls["subscribe"] == 2 + 2, stats  # and each node's ping channel
+    counts = redisServer.command("PUBSUB", "NUMSUB", *(f"wss:db0:{{{r}}}:events" for r in rooms))
+    assert counts.split()[1::2] == ["1"] * 150
+    speaker = chat(b, rooms[-1], "speaker")
+    speaker.send(json.dumps({"message": "still here"}))
+    assert recvUntil(members[-1], "message")["message"] == "still here"
+    for ws in (*members, speaker):
+        ws.close()

@@ -1,7 +1,8 @@
 """
 Real processes for the tests and the benchmark: the service (C{twistd
-wsservice}) and C{redis-server}, each in a child process on loopback, with
-its output kept and waited on line by line, never on time.
+wsservice}), C{redis-server} and C{redis-sentinel}, each in a child process
+on loopback, with its output kept and waited on line by line, never on
+time.
 
 No pytest here: C{bench/} uses this module too.
 """
@@ -170,11 +171,14 @@ class ServiceProcess:
         return code
 
 
-class RedisServer:
+class _RedisProcess:
     """
-    One throwaway C{redis-server} on 127.0.0.1: a free port, no persistence.
-    L{restart} keeps the port; L{kill} makes it vanish with all it held.
+    One throwaway C{redis-server} or C{redis-sentinel} on 127.0.0.1, on a
+    free port, with its log kept and waited on line by line.
     """
+
+    #: The log line that says it serves.
+    READY = "Ready to accept connections"
 
     def __init__(self, binary: str, preexec: Callable[[], None] | None = None) -> None:
         self.binary = binary
@@ -182,40 +186,62 @@ class RedisServer:
         self.port = freePort()
         self.proc: subprocess.Popen[str] | None = None
         self.lines: list[str] = []
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        self._changed = threading.Condition()
 
     @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
 
-    def start(self, timeout: float = 10) -> "RedisServer":
+    def arguments(self) -> list[str]:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 10) -> "_RedisProcess":
         self.lines = []
         self.proc = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--protected-mode", "no", "--loglevel", "notice"],
+            [self.binary, *self.arguments()],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             preexec_fn=self.preexec,
         )
-        ready = threading.Event()
-        threading.Thread(target=self._pump, args=(self.proc, ready), daemon=True).start()
-        # Its own "Ready to accept connections" line (or its exit), not time.
-        if not ready.wait(timeout) or not self.alive():
+        threading.Thread(target=self._pump, args=(self.proc,), daemon=True).start()
+        # Its own ready line (or its exit), not time.
+        if not self.waitFor(lambda: any(self.READY in line for line in self.lines), timeout):
             self.kill()
-            raise RuntimeError("redis-server did not start:\n" + "\n".join(self.lines[-30:]))
+            raise RuntimeError(f"{self.binary} did not start:\n" + "\n".join(self.lines[-30:]))
         return self
 
-    def _pump(self, proc: subprocess.Popen[str], ready: threading.Event) -> None:
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            if len(self.lines) < 200:
-                self.lines.append(line.rstrip())
-            if "Ready to accept connections" in line:
-                ready.set()
-        ready.set()
+            with self._changed:
+                if len(self.lines) < 2000:
+                    self.lines.append(line.rstrip())
+                self._changed.notify_all()
+        with self._changed:
+            self._changed.notify_all()
+
+    def waitFor(self, predicate: Callable[[], bool], timeout: float = 10) -> bool:
+        """
+        Wait until C{predicate()} holds, re-checking on every log line and on
+        exit; C{False} if C{timeout} passes or the process ends first.
+        """
+        with self._changed:
+            self._changed.wait_for(lambda: predicate() or not self.alive(), timeout)
+            return bool(predicate())
+
+    def waitForLog(self, pattern: str, count: int = 1, timeout: float = 10) -> list[str]:
+        """
+        Wait for C{count} log lines matching C{pattern}; return them.
+        """
+        regex = re.compile(pattern)
+
+        def found() -> list[str]:
+            return [line for line in self.lines if regex.search(line)]
+
+        if not self.waitFor(lambda: len(found()) >= count, timeout):
+            raise AssertionError(f"{self.binary} on port {self.port} logged fewer than {count} "
+                                 f"lines matching {pattern!r}:\n" + "\n".join(self.lines[-40:]))
+        return found()
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
@@ -256,3 +282,118 @@ class RedisServer:
         result = subprocess.run([cli, "-p", str(self.port), "--raw", *args],
                                 capture_output=True, text=True, timeout=10, check=True)
         return result.stdout.strip()
+
+
+class RedisServer(_RedisProcess):
+    """
+    One throwaway C{redis-server} on 127.0.0.1: a free port, no persistence.
+    L{restart} keeps the port; L{kill} makes it vanish with all it held.
+    With C{replicaOf} (a port), a replica of the server there, which loads
+    what the master sends without writing it to disk; C{directory} is its
+    working directory (where Redis would look for a dump to load).
+    """
+
+    def __init__(self, binary: str, preexec: Callable[[], None] | None = None,
+                 replicaOf: int | None = None, directory: Path | None = None) -> None:
+        super().__init__(binary, preexec)
+        self.replicaOf = replicaOf
+        self.directory = directory
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def arguments(self) -> list[str]:
+        extra = []
+        if self.replicaOf:
+            extra += ["--replicaof", "127.0.0.1", str(self.replicaOf),
+                      "--repl-diskless-load", "on-empty-db"]
+        if self.directory is not None:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            extra += ["--dir", str(self.directory)]
+        # A replica is sent the data at once, not after the default 5 s
+        # wait for more replicas.
+        return ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--protected-mode", "no", "--loglevel", "notice",
+                "--repl-diskless-sync-delay", "0", *extra]
+
+
+class SentinelServer(_RedisProcess):
+    """
+    One throwaway C{redis-sentinel} on 127.0.0.1 watching one master, with
+    its own config file in C{directory} (a sentinel rewrites it), quick to
+    call the master down (C{downAfter} milliseconds) and to fail over.
+    """
+
+    READY = "+monitor master"
+
+    def __init__(self, binary: str, directory: Path, master: str, masterPort: int,
+                 quorum: int = 2, downAfter: int = 1000, failoverTimeout: int = 5000) -> None:
+        super().__init__(binary)
+        self.config = Path(directory) / f"sentinel-{self.port}.conf"
+        self.config.write_text(
+            f"port {self.port}\n"
+            "bind 127.0.0.1\n"
+            "protected-mode no\n"
+            f"dir {directory}\n"
+            f"sentinel monitor {master} 127.0.0.1 {masterPort} {quorum}\n"
+            f"sentinel down-after-milliseconds {master} {downAfter}\n"
+            f"sentinel failover-timeout {master} {failoverTimeout}\n"
+        )
+
+    def arguments(self) -> list[str]:
+        return [str(self.config)]
+
+
+class SentinelGroup:
+    """
+    A master, one replica of it and three sentinels watching it as
+    C{name}, all throwaway processes on loopback; L{url} is the
+    C{--broker} URL of the master through the sentinels.
+    """
+
+    def __init__(self, redisBinary: str, sentinelBinary: str, directory: Path,
+                 name: str = "M") -> None:
+        self.name = name
+        directory = Path(directory)
+        self.master = RedisServer(redisBinary, directory=directory / "master")
+        self.replica = RedisServer(redisBinary, replicaOf=self.master.port,
+                                   directory=directory / "replica")
+        self._sentinel = (sentinelBinary, Path(directory))
+        self.sentinels: list[SentinelServer] = []
+
+    def url(self, query: str = "") -> str:
+        where = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{where}/{self.name}" + (f"?{query}" if query else "")
+
+    def start(self, timeout: float = 20) -> "SentinelGroup":
+        """
+        Start them all and wait until each sentinel knows the replica and
+        the two other sentinels, so that the group can fail over.
+        """
+        self.master.start()
+        self.replica.start()
+        # Synced first, so the master lists it in the sentinels' first INFO.
+        self.replica.waitForLog(r"MASTER <-> REPLICA sync: Finished with success")
+        binary, directory = self._sentinel
+        self.sentinels = [SentinelServer(binary, directory, self.name, self.master.port)
+                          for _ in range(3)]
+        for sentinel in self.sentinels:
+            sentinel.start()
+        for sentinel in self.sentinels:
+            sentinel.waitForLog(rf"\+slave slave 127\.0\.0\.1:{self.replica.port} ",
+                                timeout=timeout)
+            sentinel.waitForLog(r"\+sentinel sentinel ", count=2, timeout=timeout)
+        return self
+
+    def waitForSwitch(self, timeout: float = 20) -> None:
+        """
+        Wait until every sentinel says the replica is the master now.
+        """
+        for sentinel in self.sentinels:
+            sentinel.waitForLog(rf"\+switch-master {self.name} .* {self.replica.port}$",
+                                timeout=timeout)
+
+    def kill(self) -> None:
+        for process in (*self.sentinels, self.replica, self.master):
+            process.kill()

@@ -209,10 +209,9 @@ def connectedHub(clock: Clock):
     hub = makeHub(clock)
     hub._commands, hub._subscriber = Link(commands), Link(subscriber)
     hub._linkUp()
-    for expected in (f"node:{hub.node}:ping", ":control"):
-        channel, confirm = subscriber.subscribing.pop(0)
-        assert channel.endswith(expected)
-        confirm.callback(["subscribe", channel, 1])
+    channels, confirm = subscriber.subscribing.pop(0)
+    assert [c.rsplit(":", 1)[-1] for c in channels] == ["ping", "control"]
+    confirm.callback(None)
     assert hub.brokerState() == "connected"
     return hub, commands, subscriber
 

@@ -36,7 +36,13 @@ from wsservice.rooms.events import (
 )
 from wsservice.rooms.presence import PresenceChanges
 from wsservice.rooms.redis import scripts
-from wsservice.rooms.redis.link import RedisLink
+from wsservice.rooms.redis.link import (
+    SUBSCRIBE_BATCH,
+    RedisLink,
+    SentinelEndpoint,
+    SentinelWatch,
+    subscriber,
+)
 from wsservice.rooms.redis.view import NodeRoom
 from wsservice.rooms.redis.wire import (
     BinaryMessage,
@@ -91,8 +97,10 @@ class RedisRoomHub(Service):
         ttl: float = 86400.0,
     ) -> None:
         """
-        @param connect: makes the client endpoint for C{address}
-            (C{lambda address: TCP4ClientEndpoint(reactor, ...)}).
+        @param connect: makes the client endpoint for a plain address
+            (C{lambda address: TCP4ClientEndpoint(reactor, ...)}): for
+            C{address}, or with Sentinel for each sentinel and for the
+            master they name.
         @param queueSize: publishes kept while Redis is unreachable; the
             oldest are dropped beyond it.
         @param drainTimeout: on stop, how long to wait for local members to
@@ -145,6 +153,8 @@ class RedisRoomHub(Service):
         self._departing: set[Deferred[bool]] = set()
         self._commands: RedisLink | None = None
         self._subscriber: RedisLink | None = None
+        self._watch: SentinelWatch | None = None
+        self._reapAfter = 0.0
         self._heartbeat: LoopingCall | None = None
 
     # -- state --------------------------------------------------------------
@@ -176,28 +186,32 @@ class RedisRoomHub(Service):
 
     def startService(self) -> None:
         super().startService()
-        from txredisapi import RedisProtocol, SubscriberProtocol
+        from txredisapi import RedisProtocol
 
-        hub = self
-        endpoint = self._connect(self.address)
-
-        class _Subscriber(SubscriberProtocol):
-            def messageReceived(self, pattern: Any, channel: bytes, message: bytes) -> None:
-                hub._received(channel, message)
-
-        db = self.address.db
+        address, master = self.address, bool(self.address.sentinels)
+        if master:
+            sentinels = [(str(address.at(h, p)), self._connect(address.at(h, p)))
+                         for h, p in address.sentinels]
+            endpoint = SentinelEndpoint(self._clock, sentinels, address.master,
+                                        lambda h, p: self._connect(address.at(h, p)))
+            self._watch = SentinelWatch(self._clock, sentinels, address.master,
+                                        self._masterMoved)
+        else:
+            endpoint = self._connect(address)
+        db = address.db
         # Bytes in and out (charset=None): frames go from Redis to members as
         # they came, never decoded and encoded again.
         self._commands = RedisLink(
             self._clock, endpoint,
             lambda: RedisProtocol(charset=None, dbid=db, convertNumbers=False, replyTimeout=10),
-            lambda p: self._linkUp(), self._linkDown)
+            lambda p: self._linkUp(), self._linkDown, requireMaster=master)
         self._subscriber = RedisLink(
-            self._clock, endpoint,
-            lambda: _Subscriber(charset=None, convertNumbers=False),
-            lambda p: self._linkUp(), self._linkDown)
+            self._clock, endpoint, lambda: subscriber(self._received),
+            lambda p: self._linkUp(), self._linkDown, requireMaster=master)
         self._commands.start()
         self._subscriber.start()
+        if self._watch is not None:
+            self._watch.start()
         self._heartbeat = LoopingCall(self._beat)
         self._heartbeat.clock = self._clock
         self._heartbeat.start(self.address.heartbeat, now=False)
@@ -236,7 +250,7 @@ class RedisRoomHub(Service):
             sent.append(self._command(commands, "DEL", self._keys.nodeRooms(self.node)))
 
         def close(_: Any) -> Deferred[Any]:
-            links = [link.stop() for link in (self._commands, self._subscriber)
+            links = [link.stop() for link in (self._commands, self._subscriber, self._watch)
                      if link is not None]
             return DeferredList(links, consumeErrors=True)
 
@@ -291,6 +305,17 @@ class RedisRoomHub(Service):
         for join in early or ():
             join()
 
+    def _masterMoved(self, host: str, port: int) -> None:
+        """
+        The sentinels moved the master (a failover): follow it now, rather
+        than at the next failed command.
+        """
+        self._log.info("the sentinels moved master {master} to {host}:{port}; following",
+                       master=self.address.master, host=host, port=port)
+        for link in (self._commands, self._subscriber):
+            if link is not None:
+                link.follow(host, port)
+
     def _linkUp(self) -> None:
         if self._cmd() is None or self._sub() is None or self._syncing:
             return
@@ -298,9 +323,8 @@ class RedisRoomHub(Service):
             return
         self._syncing = True
         generation = self._generation
-        DeferredList([self._subscribeTo(self._pingChannel.decode("utf-8")),
-                      self._subscribeTo(self._controlChannel.decode("utf-8"))],
-                     fireOnOneErrback=True, consumeErrors=True).addCallbacks(
+        self._subscribeTo([self._pingChannel.decode("utf-8"),
+                           self._controlChannel.decode("utf-8")]).addCallbacks(
             lambda _: self._resync(generation, 0),
             lambda f: self._commandFailed(f))
 
@@ -321,7 +345,7 @@ class RedisRoomHub(Service):
             self._dropSubscriber()
             return
         if unsubscribed:
-            waits = [self._subscribe(room, self._rooms[room]) for room in unsubscribed]
+            waits = self._subscribeRooms(unsubscribed)
             DeferredList(waits, consumeErrors=True).addCallback(
                 lambda _: self._resync(generation, rounds + 1))
             return
@@ -337,11 +361,19 @@ class RedisRoomHub(Service):
         self._syncing = False
         self._state = CONNECTED
         self._lastPing, self._pingsMissed = self._clock.seconds(), 0
+        # The other nodes' heartbeats lapsed too if they were cut off with
+        # this one (a failover, a Redis that stalled): give them as long as
+        # a heartbeat's expiry to come back before reaping them as lost.
+        self._reapAfter = self._clock.seconds() + self._ttlMillis() / 1000
         self._flushOutbox(replayed=True)
+        where = str(self.address)
+        if self.address.sentinels and commands.transport is not None:
+            peer = commands.transport.getPeer()
+            where += f" (master {peer.host}:{peer.port})"
         self._log.info(
             "connected to Redis at {address} as node {node}: {rooms} rooms, "
             "{queued} queued publishes replayed, {dropped} dropped",
-            address=str(self.address), node=self.node, rooms=len(self._rooms),
+            address=where, node=self.node, rooms=len(self._rooms),
             queued=queued, dropped=self.droppedWhileDown)
         self.droppedWhileDown = 0
         self._settled()
@@ -417,7 +449,8 @@ class RedisRoomHub(Service):
 
         d.addCallback(checked).addErrback(self._commandFailed)
         self._command(commands, "PUBLISH", self._pingChannel, b"%f" % self._clock.seconds())
-        self._reap(commands)
+        if self._clock.seconds() >= self._reapAfter:
+            self._reap(commands)
 
     def _checkPing(self) -> None:
         if self._clock.seconds() - self._lastPing <= self.address.heartbeat * 1.5:
@@ -485,27 +518,60 @@ class RedisRoomHub(Service):
         d: Deferred[None] = Deferred()
         state.waiting.append(d)
         if len(state.waiting) == 1:
-            generation = self._generation
+            self._askToSubscribe([(room, state)], self._keys.channel(room))
+        return d
 
-            def confirmed(_: Any) -> None:
-                if generation != self._generation or self._rooms.get(room) is not state:
-                    return
-                state.subscribed = True
-                waiting, state.waiting = state.waiting, []
-                for w in waiting:
-                    w.callback(None)
+    def _subscribeRooms(self, rooms: list[str]) -> list[Deferred[None]]:
+        """
+        Like L{_subscribe} for each of C{rooms}, with the channels not asked
+        for yet sent in SUBSCRIBE commands of at most L{SUBSCRIBE_BATCH}
+        channels (a resync of many rooms is a few commands, not one each).
+        """
+        waits: list[Deferred[None]] = []
+        asking: list[tuple[str, NodeRoom]] = []
+        for room in rooms:
+            state = self._rooms[room]
+            if state.subscribed:
+                waits.append(succeed(None))
+                continue
+            d: Deferred[None] = Deferred()
+            state.waiting.append(d)
+            waits.append(d)
+            if len(state.waiting) == 1:
+                asking.append((room, state))
+        for i in range(0, len(asking), SUBSCRIBE_BATCH):
+            batch = asking[i:i + SUBSCRIBE_BATCH]
+            self._askToSubscribe(batch, [self._keys.channel(room) for room, _ in batch])
+        return waits
 
-            def failed(failure: Any) -> None:
+    def _askToSubscribe(self, rooms: list[tuple[str, NodeRoom]], channels: str | list[str]) -> None:
+        """
+        Send one SUBSCRIBE for C{rooms}; once Redis confirms it, each room
+        still here counts as subscribed and its waiters fire.
+        """
+        generation = self._generation
+
+        def confirmed(_: Any) -> None:
+            if generation != self._generation:
+                return
+            for room, state in rooms:
+                if self._rooms.get(room) is state:
+                    state.subscribed = True
+                    waiting, state.waiting = state.waiting, []
+                    for w in waiting:
+                        w.callback(None)
+
+        def failed(failure: Any) -> None:
+            for _, state in rooms:
                 waiting, state.waiting = state.waiting, []
                 for w in waiting:
                     w.errback(failure)
 
-            self._subscribeTo(self._keys.channel(room)).addCallbacks(confirmed, failed)
-        return d
+        self._subscribeTo(channels).addCallbacks(confirmed, failed)
 
-    def _subscribeTo(self, channel: str) -> Deferred[Any]:
+    def _subscribeTo(self, channels: str | list[str]) -> Deferred[Any]:
         try:
-            return self._sub().subscribe(channel)
+            return self._sub().subscribe(channels)
         except Exception as e:
             return fail(Failure(e))
 

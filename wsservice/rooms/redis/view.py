@@ -14,7 +14,10 @@ handles each:
   - After an outage the node catches up from the room's history in Redis.
     Live events wait meanwhile (L{NodeRoom.catchup}), and events at or below
     what the catch-up delivered are dropped (L{NodeRoom.floor}).
-  - During an outage the node numbers its own events (L{publishLocally}).
+  - During an outage the node numbers its own events (L{publishLocally}),
+    and other nodes may give out the same numbers meanwhile: events from
+    Redis at or below a number given out here are dropped
+    (L{NodeRoom.floor}), so a member never sees a seq twice or going back.
 """
 
 from __future__ import annotations
@@ -175,13 +178,19 @@ class NodeRoom:
 
     def publishLocally(self, body: bytes, record: bool) -> int:
         """
-        Number and deliver an event while Redis is out of reach; its seq.
+        Number and deliver an event while Redis is out of reach, and return
+        its seq; events from Redis with that seq or a lower one are not
+        delivered after it.
         """
+        if self.catchup is not None:
+            # Redis went away mid catch-up: what it had sent goes first.
+            self.endCatchUp([])
         self.lastSeq += 1
         payload = withSeq(body, self.lastSeq, self.epoch)
         if record:
             self.history.record(self.lastSeq, payload)
         self.fanOut(payload, False, self.lastSeq)
+        self.floor = self.lastSeq
         return self.lastSeq
 
     def fanOut(self, payload: bytes, isBinary: bool, seq: int | None) -> None:

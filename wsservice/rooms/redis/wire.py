@@ -1,7 +1,8 @@
 """
 What travels between the nodes and Redis, as data: where Redis is
-(L{BrokerAddress}), the key names (L{Keys}) and the messages on a room's
-pub/sub channel (L{decodeChannelMessage}).
+(L{BrokerAddress}: a server, or the master Sentinel names), the key names
+(L{Keys}) and the messages on a room's pub/sub channel
+(L{decodeChannelMessage}).
 
 Messages on a room's channel are one header line and a body, as bytes::
 
@@ -18,19 +19,31 @@ messages, nodes write C{b} messages (L{encodeBinaryMessage}).
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
+
+
+#: The query options a broker URL may have, by scheme.
+_OPTIONS = {"redis": ("heartbeat", "prefix"), "redis+sentinel": ("db", "heartbeat", "prefix")}
+_USAGE = ("redis://HOST:PORT/DB or "
+          "redis+sentinel://HOST:PORT[,HOST:PORT...]/MASTER?db=N")
+SENTINEL_PORT = 26379
 
 
 @dataclass(frozen=True)
 class BrokerAddress:
     """
-    Where Redis is, from C{redis://HOST:PORT/DB[?heartbeat=S&prefix=P]}.
+    Where Redis is: C{redis://HOST:PORT/DB}, or the master that Sentinel
+    names, C{redis+sentinel://H1:P1,H2:P2[,...]/MASTER?db=N}; both take
+    C{heartbeat=S} and C{prefix=P} in the query.
 
     @ivar heartbeat: seconds between liveness refreshes; a crashed node's
         members are removed after at most four of these.
     @ivar prefix: the Redis key prefix, so deployments can share a database.
+    @ivar sentinels: the sentinels' (host, port), in the order they are
+        asked; empty for a plain C{redis://} address.
+    @ivar master: the name the sentinels monitor the master under.
     """
 
     host: str = "127.0.0.1"
@@ -38,31 +51,99 @@ class BrokerAddress:
     db: int = 0
     heartbeat: float = 2.0
     prefix: str = "wss:"
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
 
     @classmethod
     def fromURL(cls, url: str) -> "BrokerAddress":
         """
         Parse a broker URL; C{ValueError} says what is wrong with it.
         """
-        parts = urlsplit(url)
-        if parts.scheme != "redis":
-            raise ValueError(f"{url!r}: only redis://HOST:PORT/DB is supported")
-        path = parts.path.strip("/")
-        db = int(path) if path else 0
-        query = parse_qs(parts.query)
-        heartbeat = float(query.get("heartbeat", ["2"])[0])
+        try:
+            parts = urlsplit(url)
+        except ValueError as e:
+            raise ValueError(f"{url!r}: {e}") from None
+        if parts.scheme not in _OPTIONS:
+            raise ValueError(f"{url!r}: use {_USAGE}")
+        if "@" in parts.netloc:
+            raise ValueError(f"{url!r}: user names and passwords are not supported")
+        query = parse_qs(parts.query, keep_blank_values=True)
+        unknown = sorted(set(query) - set(_OPTIONS[parts.scheme]))
+        if unknown:
+            raise ValueError(f"{url!r}: unknown option {unknown[0]!r} "
+                             f"(known: {', '.join(_OPTIONS[parts.scheme])})")
+        heartbeat = _number(url, "heartbeat", query.get("heartbeat", ["2"])[0], float)
         if not 0 < heartbeat <= 60:
             raise ValueError(f"{url!r}: heartbeat must be in (0, 60] seconds")
-        return cls(
-            host=parts.hostname or "127.0.0.1",
-            port=parts.port or 6379,
-            db=db,
-            heartbeat=heartbeat,
-            prefix=query.get("prefix", ["wss:"])[0],
-        )
+        prefix = query.get("prefix", ["wss:"])[0]
+        if parts.scheme == "redis":
+            host, port = _hostPort(url, parts.netloc or "127.0.0.1", 6379)
+            path = parts.path.strip("/")
+            db = _number(url, "the database", path, int) if path else 0
+            return cls(host=host, port=port, db=_database(url, db), heartbeat=heartbeat,
+                       prefix=prefix)
+        sentinels = tuple(_hostPort(url, item, SENTINEL_PORT)
+                          for item in parts.netloc.split(","))
+        master = unquote(parts.path[1:])
+        if not master or "/" in master:
+            raise ValueError(f"{url!r}: name the master after the sentinels: "
+                             "redis+sentinel://HOST:PORT,.../MASTER")
+        db = _number(url, "db", query.get("db", ["0"])[0], int)
+        return cls(db=_database(url, db), heartbeat=heartbeat, prefix=prefix,
+                   sentinels=sentinels, master=master)
+
+    def at(self, host: str, port: int) -> "BrokerAddress":
+        """
+        The plain address of one server (a sentinel, or the master it
+        names) with this address's options.
+        """
+        return replace(self, host=host, port=port, sentinels=(), master="")
 
     def __str__(self) -> str:
-        return f"redis://{self.host}:{self.port}/{self.db}"
+        if self.sentinels:
+            where = ",".join(joinHostPort(h, p) for h, p in self.sentinels)
+            return f"redis+sentinel://{where}/{self.master}" + (f"?db={self.db}" if self.db else "")
+        return f"redis://{joinHostPort(self.host, self.port)}/{self.db}"
+
+
+def _number(url: str, what: str, text: str, kind: type) -> Any:
+    try:
+        return kind(text)
+    except ValueError:
+        raise ValueError(f"{url!r}: {what} must be a number, not {text!r}") from None
+
+
+def _database(url: str, db: int) -> int:
+    if db < 0:
+        raise ValueError(f"{url!r}: the database must be 0 or more")
+    return db
+
+
+def _hostPort(url: str, text: str, defaultPort: int) -> tuple[str, int]:
+    """
+    C{HOST}, C{HOST:PORT} or C{[IPv6]:PORT} as (host, port).
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ValueError(f"{url!r}: bad address {text!r}")
+        portText = rest[1:] if rest else ""
+    else:
+        host, _, portText = text.rpartition(":") if ":" in text else (text, "", "")
+    if not host:
+        raise ValueError(f"{url!r}: an address without a host in {text!r}")
+    if not portText:
+        return host, defaultPort
+    if not portText.isdigit() or not 0 < int(portText) < 65536:
+        raise ValueError(f"{url!r}: the port in {text!r} must be 1-65535")
+    return host, int(portText)
+
+
+def joinHostPort(host: str, port: int) -> str:
+    """
+    C{host:port}, with an IPv6 host in brackets.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 class Keys:
