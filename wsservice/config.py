@@ -18,6 +18,10 @@ class HandlerSettings:
 
     @ivar clockInterval: seconds between two clock ticks.
     @ivar historySize: chat messages a room keeps for newcomers; 0 disables.
+    @ivar historyTTL: seconds a room's history and recovery log outlive its
+        last message or join.
+    @ivar recoverySize: events each room's recovery log keeps, from which a
+        client that reconnects gets what it missed; 0 disables recovery.
     @ivar maxNameLength: longest chat name, in characters.
     @ivar presenceList: members per page (a welcome's first page, and each
         page asked for), and the most names a presence event lists per kind.
@@ -29,6 +33,8 @@ class HandlerSettings:
 
     clockInterval: float = 1.0
     historySize: int = 50
+    historyTTL: float = 86400.0
+    recoverySize: int = 1000
     maxNameLength: int = 32
     presenceList: int = 100
     presenceInterval: float = 0.25

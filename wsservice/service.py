@@ -92,6 +92,8 @@ def buildRooms(config: ServiceConfig, clock: Any, metrics: ServiceMetrics) -> IR
         pageSize=handlers.presenceList,
         presenceInterval=handlers.presenceInterval,
         crowdLimit=handlers.presenceLimit or 2**62,
+        logSize=handlers.recoverySize,
+        ttl=handlers.historyTTL,
     )
     if config.brokerURL is None:
         return RoomHub(clock, prepareMessage, **rooms)

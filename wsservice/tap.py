@@ -80,6 +80,12 @@ class Options(usage.Options):
         ["clock-interval", None, 1.0, "Seconds between clock ticks.", _number("clock-interval", float)],
         ["history", None, 50, "Chat messages each room keeps for newcomers (0 disables).",
          _number("history", int, allowZero=True)],
+        ["history-ttl", None, 86400.0,
+         "Seconds a room's history and recovery log outlive its last message or join.",
+         _number("history-ttl", float)],
+        ["recovery", None, 1000,
+         "Events each room keeps for clients that reconnect with ?since= (0 disables "
+         "recovery: they get a fresh welcome).", _number("recovery", int, allowZero=True)],
         ["presence-list", None, 100,
          "Members per page in a chat welcome and a members request, and the most names a "
          "presence event lists per kind.", _number("presence-list", int)],
@@ -297,6 +303,7 @@ class Options(usage.Options):
             defaultSubprotocol=self["default-subprotocol"] or None,
             handlers=HandlerSettings(
                 clockInterval=self["clock-interval"], historySize=self["history"],
+                historyTTL=self["history-ttl"], recoverySize=self["recovery"],
                 presenceList=self["presence-list"], presenceInterval=self["presence-interval"],
                 presenceLimit=self["presence-limit"],
             ),

@@ -1,5 +1,5 @@
 """
-Unit tests of the C{--broker} and C{--workers} options: parsed into the
+Unit tests of the scaling and recovery options: parsed into the
 config, and refused with a reason when they cannot work.
 """
 
@@ -40,3 +40,21 @@ def test_unworkable_scaling_options_are_usage_errors(args, reason):
     """
     with pytest.raises(usage.UsageError, match=reason):
         parse(*args)
+
+
+def test_recovery_options_reach_the_rooms():
+    """
+    --history-ttl and --recovery become the hub's ttl and log size, and 0
+    turns recovery off.
+    """
+    from twisted.internet.task import Clock
+
+    from wsservice.metrics import ServiceMetrics
+    from wsservice.service import buildRooms
+
+    config = parse("--history-ttl", "60", "--recovery", "0").toConfig()
+    assert (config.handlers.historyTTL, config.handlers.recoverySize) == (60.0, 0)
+    rooms = buildRooms(config, Clock(), ServiceMetrics())
+    assert (rooms._ttl, rooms._logSize) == (60.0, 0)
+    defaults = parse().toConfig().handlers
+    assert (defaults.historyTTL, defaults.recoverySize) == (86400.0, 1000)

@@ -138,7 +138,7 @@ if #fresh > 0 then
     if flag % 2 == 1 and size > 0 then
       append(KEYS[2], KEYS[4], nil, body, seq, size, maxBytes)
     end
-    append(KEYS[7], KEYS[9], KEYS[8], body, seq, logSize, logBytes)
+    if logSize > 0 then append(KEYS[7], KEYS[9], KEYS[8], body, seq, logSize, logBytes) end
     local key = ARGV[10 + 3 * i]
     if key ~= '' then
       redis.call('SET', ARGV[12] .. key, string.format('%d', seq) .. ' ' .. epoch .. ' '
