@@ -114,6 +114,20 @@ class AuthSettings:
 
 
 @dataclass(frozen=True)
+class APISettings:
+    """
+    The backend API (the C{--api-*} options).
+
+    @ivar keyFiles: files of the keys that open it; none: no API.
+    @ivar listen: endpoints of its own to serve it on; none: under C{/api}
+        of the public listeners.
+    """
+
+    keyFiles: tuple[Path, ...] = ()
+    listen: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class ServiceConfig:
     """
     Everything needed to build the service.
@@ -131,6 +145,7 @@ class ServiceConfig:
     @ivar workers: how many worker processes share the listeners.
     @ivar logConnections: log a line for each connection opened and closed.
     @ivar auth: how clients prove who they are.
+    @ivar api: the backend API, if any.
     """
 
     listen: tuple[str, ...]
@@ -144,6 +159,7 @@ class ServiceConfig:
     workers: int = 1
     logConnections: bool = True
     auth: AuthSettings = field(default_factory=AuthSettings)
+    api: APISettings = field(default_factory=APISettings)
 
 
 @dataclass(frozen=True)

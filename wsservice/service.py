@@ -12,13 +12,18 @@ from twisted.application import strports
 from twisted.application.service import IService, MultiService
 from twisted.internet.defer import Deferred
 from twisted.logger import Logger
+from twisted.web.resource import Resource
 from twisted.web.server import Site
 
+from wsservice.api.control import ControlHandler
+from wsservice.api.keys import APIKeys
+from wsservice.api.resource import APIContext, APIResource
 from wsservice.config import ProtocolSettings, ServiceConfig
 from wsservice.interfaces import (
     IAuthenticator,
     IAuthenticatorFactory,
     IBrokerStatus,
+    IRoomAdmin,
     IRoomCounts,
     IRoomHub,
 )
@@ -29,6 +34,7 @@ from wsservice.rooms.local import RoomHub
 from wsservice.web.frontdoor import FrontDoorFactory
 from wsservice.web.resources import buildRoot
 from wsservice.websocket._autobahn import prepareMessage
+from wsservice.websocket._twisted import boundedRequests
 from wsservice.websocket.factory import ServiceFactory
 
 
@@ -129,13 +135,43 @@ def buildAuthenticator(config: ServiceConfig, reactor: Any) -> IAuthenticator | 
     return factories[config.auth.method](config.auth, reactor)
 
 
+def buildAPI(config: ServiceConfig, rooms: IRoomHub, factory: ServiceFactory) -> Resource | None:
+    """
+    The backend API's C{/api} resource, if C{--api-key-file} asked for it;
+    the rooms then act on its control messages (disconnects) in this
+    process.
+    """
+    admin = IRoomAdmin(rooms)
+    admin.onControl(ControlHandler(factory))
+    if not config.api.keyFiles:
+        return None
+    context = APIContext(rooms=rooms, admin=admin, keys=APIKeys(config.api.keyFiles),
+                         maxEventSize=config.limits.maxMessageSize,
+                         openConnections=lambda: factory.openCount,
+                         nameLimit=config.handlers.maxNameLength)
+    return APIResource(context)
+
+
+def httpSite(root: Resource, config: ServiceConfig) -> Site:
+    """
+    A twisted.web site for C{root} that shows no tracebacks and refuses
+    request bodies of more than twice C{--max-message-size} (API bodies
+    escape what they carry) with 413.
+    """
+    site = Site(root)
+    site.displayTracebacks = False
+    site.requestFactory = boundedRequests(2 * config.limits.maxMessageSize + 64 * 1024)
+    return site
+
+
 def buildFrontEnd(
     config: ServiceConfig, registry: HandlerRegistry, rooms: IRoomHub,
     metrics: ServiceMetrics, clock: Any,
-) -> tuple[FrontDoorFactory, ServiceFactory]:
+) -> tuple[FrontDoorFactory, ServiceFactory, Site | None]:
     """
     What every listener serves: the front door, which hands WebSocket
-    upgrades to the WebSocket factory and everything else to the HTTP site.
+    upgrades to the WebSocket factory and everything else to the HTTP site;
+    and the site of the backend API when it has listeners of its own.
     """
     broker = IBrokerStatus(rooms, None)
     factory = ServiceFactory(registry, rooms, ProtocolSettings.fromConfig(config), metrics, clock,
@@ -153,11 +189,16 @@ def buildFrontEnd(
             detail += f"; broker {broker.brokerState()}"
         return True, detail
 
-    site = Site(buildRoot(factory, config.staticDir, metrics, healthy))
-    site.displayTracebacks = False
+    api = buildAPI(config, rooms, factory)
+    apiSite = None
+    if api is not None and config.api.listen:
+        apiRoot = Resource()
+        apiRoot.putChild(b"api", api)
+        apiSite, api = httpSite(apiRoot, config), None
+    site = httpSite(buildRoot(factory, config.staticDir, metrics, healthy, api), config)
     frontDoor = FrontDoorFactory(site, factory, clock, config.limits.openHandshakeTimeout,
                                  metrics.handshakeRefused)
-    return frontDoor, factory
+    return frontDoor, factory, apiSite
 
 
 def buildService(
@@ -179,7 +220,7 @@ def buildService(
     counts = IRoomCounts(rooms, None)
     if counts is not None:
         metrics.watchRooms(counts.roomCount)
-    frontDoor, factory = buildFrontEnd(config, registry, rooms, metrics, reactor)
+    frontDoor, factory, apiSite = buildFrontEnd(config, registry, rooms, metrics, reactor)
     top = WebSocketService(factory, config.limits.shutdownTimeout, reactor)
     hub = IService(rooms, None)
     if hub is not None:
@@ -189,4 +230,9 @@ def buildService(
     for listener in listeners(config, frontDoor, reactor):
         listener.setServiceParent(top)
         top.listeners.append(listener)
+    if apiSite is not None:
+        for description in config.api.listen:
+            listener = strports.service(description, apiSite, reactor=reactor)
+            listener.setServiceParent(top)
+            top.listeners.append(listener)
     return top

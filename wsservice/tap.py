@@ -12,7 +12,7 @@ from typing import Any
 from twisted.application.service import IService, MultiService
 from twisted.python import usage
 
-from wsservice.config import AuthSettings, HandlerSettings, Limits, ServiceConfig
+from wsservice.config import APISettings, AuthSettings, HandlerSettings, Limits, ServiceConfig
 from wsservice.interfaces import IAuthenticatorFactory
 from wsservice.registry import HandlerRegistry, PluginConflict, describe, discoverPlugins
 from wsservice.web.client import bundledClient
@@ -167,6 +167,8 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["allowed-origin"] = []
+        self["api-key-file"] = []
+        self["api-listen"] = []
         self.registry: HandlerRegistry | None = None
 
     def opt_listen(self, description: str) -> None:
@@ -182,6 +184,18 @@ class Options(usage.Options):
         Also allow browser pages from this origin (wildcards with *, e.g. https://*.example.com). Repeatable. Always allowed: pages served by this service and clients that send no Origin.
         """
         self["allowed-origin"].append(pattern)
+
+    def opt_api_key_file(self, path: str) -> None:
+        """
+        Serve the backend API under /api, opened by the keys in this file (one per line, at least 16 characters; reread when it changes, to rotate keys without a restart). Repeatable.
+        """
+        self["api-key-file"].append(path)
+
+    def opt_api_listen(self, description: str) -> None:
+        """
+        Serve the backend API on this endpoint instead of under /api of the public listeners, e.g. tcp:8081:interface=127.0.0.1. Repeatable; needs --api-key-file.
+        """
+        self["api-listen"].append(description)
 
     def opt_list_handlers(self) -> None:
         """
@@ -224,6 +238,24 @@ class Options(usage.Options):
             _checkEndpoint(description)
         self._checkScaling()
         self._checkAuth()
+        self._checkAPI()
+
+    def _checkAPI(self) -> None:
+        if self["api-listen"] and not self["api-key-file"]:
+            raise usage.UsageError("--api-listen needs --api-key-file: the API has no keys")
+        if self["api-listen"] and self["workers"] > 1:
+            raise usage.UsageError(
+                "--api-listen cannot be shared by --workers yet; serve the API under /api "
+                "of the public listeners instead")
+        from wsservice.api.keys import KeyFileError, readKeys
+
+        for path in self["api-key-file"]:
+            try:
+                readKeys(Path(path))
+            except KeyFileError as e:
+                raise usage.UsageError(f"--api-key-file: {e}")
+        for description in self["api-listen"]:
+            _checkEndpoint(description, "--api-listen")
 
     def _checkScaling(self) -> None:
         if self["broker"] is not None:
@@ -323,12 +355,14 @@ class Options(usage.Options):
             perMessageDeflate=bool(self["permessage-deflate"]),
             logConnections=not self["no-connection-log"],
             auth=self.authSettings(),
+            api=APISettings(keyFiles=tuple(Path(p) for p in self["api-key-file"]),
+                            listen=tuple(self["api-listen"])),
             brokerURL=self["broker"],
             workers=self["workers"],
         )
 
 
-def _checkEndpoint(description: str) -> None:
+def _checkEndpoint(description: str, option: str = "--listen") -> None:
     """
     Parse an endpoint description the way the listener will, so a bad one
     (a typo, an unreadable certificate) is a usage error before anything
@@ -340,7 +374,7 @@ def _checkEndpoint(description: str) -> None:
     try:
         serverFromString(reactor, description)
     except Exception as e:
-        raise usage.UsageError(f"--listen {description}: {e}")
+        raise usage.UsageError(f"{option} {description}: {e}")
 
 
 def makeService(options: Options) -> IService:

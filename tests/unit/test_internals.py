@@ -142,3 +142,27 @@ def test_direct_writes_go_to_the_socket_and_the_rest_to_the_transport():
     finally:
         a.close()
         b.close()
+
+
+@pytest.mark.parametrize("name, why", _twisted.REQUEST_RELIED_ON,
+                         ids=[name for name, _ in _twisted.REQUEST_RELIED_ON])
+def test_twisted_web_requests_still_have_the_body_hooks(name, why):
+    """
+    twisted.web's Request still has each method boundedRequests overrides,
+    and its channel still calls them: a body over the bound gets 413.
+    """
+    from twisted.internet.testing import StringTransport
+    from twisted.web.http import Request as HTTPRequest
+    from twisted.web.resource import Resource
+    from twisted.web.server import Site
+
+    assert hasattr(HTTPRequest, name), f"twisted.web.http.Request has no {name!r} ({why})"
+    site = Site(Resource())
+    site.requestFactory = _twisted.boundedRequests(10)
+    channel = site.buildProtocol(None)
+    transport = StringTransport()
+    channel.makeConnection(transport)
+    channel.dataReceived(b"POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                         b"8\r\n12345678\r\n8\r\n12345678\r\n0\r\n\r\n")
+    assert transport.value().startswith(b"HTTP/1.1 413 "), transport.value()
+    assert transport.producerState == "paused"

@@ -1,6 +1,7 @@
 """
 The HTTP side of the port: WebSocket upgrades on any path, the browser
-client as static files, C{/healthz} and C{/metrics}.
+client as static files, C{/healthz}, C{/metrics} and, when asked for, the
+backend API under C{/api}.
 """
 
 from __future__ import annotations
@@ -84,12 +85,16 @@ def buildRoot(
     staticDir: Path,
     metrics: ServiceMetrics,
     healthy: Callable[[], tuple[bool, str]],
+    api: Resource | None = None,
 ) -> Resource:
     """
-    Assemble the resource tree served on every listener.
+    Assemble the resource tree served on every listener, with the backend
+    API under C{/api} if it is given.
     """
     files = File(str(staticDir))
     files.indexNames = ["index.html"]
     files.putChild(b"healthz", HealthResource(healthy))
     files.putChild(b"metrics", MetricsResource(metrics))
+    if api is not None:
+        files.putChild(b"api", api)
     return UpgradeAwareRoot(WebSocketResource(factory), files)

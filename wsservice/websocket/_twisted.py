@@ -24,6 +24,11 @@ fails, naming the attribute, when an installed Twisted no longer has it.
   - C{abstract.FileDescriptor.producer}: the producer registered with a
     transport; behind C{WebSocketResource} it is the HTTP channel that
     handed the connection over, which has nothing left to produce.
+  - C{http.Request.gotLength} and C{.handleContentChunk} ("not intended
+    for users"): where the HTTP channel announces a request body's length
+    and passes its bytes; L{boundedRequests} refuses a body over the bound
+    there, before it is stored, rather than after (twisted.web has no
+    body limit of its own).
 """
 
 from __future__ import annotations
@@ -44,6 +49,64 @@ RELIED_ON: tuple[tuple[str, str], ...] = (
     ("TLS", "whether TLS runs on the transport"),
     ("protocol", "the protocol the transport calls with what it reads"),
 )
+
+#: What L{boundedRequests} overrides of C{twisted.web.http.Request}.
+REQUEST_RELIED_ON: tuple[tuple[str, str], ...] = (
+    ("gotLength", "called with a request body's declared length, before the body"),
+    ("handleContentChunk", "called with each piece of a request body"),
+)
+
+
+def boundedRequests(maxBody: int) -> type:
+    """
+    A C{twisted.web.server.Request} class that answers a request whose body
+    is longer than C{maxBody} bytes with 413 and closes the connection,
+    storing none of it.
+    """
+    from io import BytesIO
+
+    from twisted.web.server import Request
+
+    class BoundedRequest(Request):
+        _received = 0
+        _refused = False
+
+        def gotLength(self, length: int | None) -> None:
+            self.content = BytesIO()
+            if length is not None and length > maxBody:
+                self._refuse()
+
+        def handleContentChunk(self, data: bytes) -> None:
+            if self._refused:
+                return
+            self._received += len(data)
+            if self._received > maxBody:
+                self._refuse()
+                return
+            self.content.write(data)
+
+        def _refuse(self) -> None:
+            self._refused = True
+            self.content = BytesIO()
+            body = b"request body larger than %d bytes\n" % maxBody
+            transport = self.channel.transport
+            transport.write(b"HTTP/1.1 413 Content Too Large\r\nContent-Type: text/plain; "
+                            b"charset=utf-8\r\nContent-Length: %d\r\nConnection: close"
+                            b"\r\n\r\n%s" % (len(body), body))
+            # Half-close and stop reading, as the front door does for a head
+            # too large: the client reads the answer rather than a reset,
+            # and the channel's idle timeout ends what it leaves open.
+            transport.pauseProducing()
+            try:
+                transport.loseWriteConnection()
+            except AttributeError:
+                transport.loseConnection()
+
+        def process(self) -> None:
+            if not self._refused:
+                super().process()
+
+    return BoundedRequest
 
 
 def writesDirectly(transport: ITransport) -> bool:

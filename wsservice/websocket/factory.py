@@ -172,6 +172,27 @@ class ServiceFactory(WebSocketServerFactory):
             protocol.closeWith(CLOSE_GOING_AWAY, reason)
         return d
 
+    def disconnect(self, code: int, reason: str, user: str | None = None,
+                   connection: str | None = None) -> int:
+        """
+        Close, with C{code} and C{reason}, the open connections of C{user}
+        (by its verified identity) or the one whose id is C{connection};
+        return how many.
+        """
+        chosen = []
+        for protocol in self.openProtocols:
+            held = protocol.connection
+            if held is None:
+                continue
+            if connection is not None and held.id != connection:
+                continue
+            if user is not None and (held.identity is None or held.identity.user != user):
+                continue
+            chosen.append(protocol)
+        for protocol in chosen:
+            protocol.closeWith(code, reason)
+        return len(chosen)
+
     def abortAll(self) -> None:
         """
         Drop every connection still open.

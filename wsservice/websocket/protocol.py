@@ -59,6 +59,13 @@ class ServiceProtocol(CoalescedWrites, ServerProtocolBase):
     # Closes the connection once its identity has expired (and the grace).
     _expiry: IDelayedCall | None = None
 
+    @property
+    def connection(self) -> Connection | None:
+        """
+        What its handler holds of it, once the handshake admitted it.
+        """
+        return self._connection
+
     # -- opening handshake --------------------------------------------------
 
     def connectionMade(self) -> None:
