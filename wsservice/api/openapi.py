@@ -12,6 +12,10 @@ from wsservice import __version__
 from wsservice.rooms.names import MAX_ROOM_LENGTH
 
 
+#: A room name neither starts nor ends with "/" (a chat path could not name it).
+ROOM_PATTERN = r"^[^/]([\s\S]*[^/])?$"
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -34,7 +38,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
 _ROOM = {"name": "room", "in": "path", "required": True,
          "description": "The room, as its path names it (/kitchen is kitchen); "
                         "escape a / in it as %2F.",
-         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ROOM_LENGTH}}
+         "schema": {"type": "string", "minLength": 1, "maxLength": MAX_ROOM_LENGTH,
+                    "pattern": ROOM_PATTERN}}
 
 _PUBLISHED_FIELDS = {
     "message": {"type": "string", "description": "The text chat clients show."},
@@ -78,7 +83,7 @@ def document() -> dict[str, Any]:
             "properties": {
                 "rooms": {"type": "array", "minItems": 1, "maxItems": 1000,
                           "items": {"type": "string", "minLength": 1,
-                                    "maxLength": MAX_ROOM_LENGTH}},
+                                    "maxLength": MAX_ROOM_LENGTH, "pattern": ROOM_PATTERN}},
                 **_PUBLISHED_FIELDS,
             },
         },
@@ -133,6 +138,7 @@ def document() -> dict[str, Any]:
             "type": "object",
             "properties": {
                 "code": {"type": "integer", "default": 4403,
+                         "anyOf": [{"enum": [1000]}, {"minimum": 3000, "maximum": 4999}],
                          "description": "1000 or 3000-4999; 4403 tells clients not to "
                                         "reconnect, 4000-4099 to reconnect."},
                 "reason": {"type": "string", "maxLength": 123},
@@ -191,7 +197,8 @@ def document() -> dict[str, Any]:
             "parameters": [
                 _ROOM,
                 {"name": "since", "in": "query",
-                 "schema": {"type": "integer", "minimum": 0, "default": 0}},
+                 "schema": {"type": "integer", "minimum": 0, "maximum": 2**53 - 1,
+                            "default": 0}},
                 limit(100),
             ],
             "responses": {"200": _json(_ref("History"), "The events."), **_errors(404, 503)},

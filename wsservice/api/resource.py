@@ -36,6 +36,8 @@ MAX_PAGE = 1000
 #: The longest idempotency key, user id or reason.
 MAX_KEY = 256
 MAX_REASON = 123
+#: The largest seq a query may name (the largest integer JSON keeps exact).
+MAX_SEQ = 2**53 - 1
 
 
 class APIError(Exception):
@@ -231,7 +233,8 @@ class APIResource(Resource):
         return int(raw)
 
     def _room(self, raw: str) -> str:
-        if not raw or raw != raw.strip("/") or len(raw) > MAX_ROOM_LENGTH:
+        if (not raw or raw != raw.strip("/") or len(raw) > MAX_ROOM_LENGTH
+                or any(0xD800 <= ord(c) <= 0xDFFF for c in raw)):
             raise APIError(400, "bad_room",
                            f"a room name has 1 to {MAX_ROOM_LENGTH} characters and does not "
                            "start or end with /")
@@ -239,9 +242,9 @@ class APIResource(Resource):
 
     def _string(self, body: Mapping[str, Any], name: str, limit: int | None,
                 default: str | None = None) -> str | None:
-        value = body.get(name, default)
-        if value is None:
-            return None
+        if name not in body:
+            return default
+        value = body[name]
         if not isinstance(value, str):
             raise APIError(400, "bad_field", f"{name} must be a string")
         if limit is not None and len(value) > limit:
@@ -290,7 +293,7 @@ class APIResource(Resource):
 
     def _history(self, request: Request, params: list[str]) -> Deferred[dict[str, Any]]:
         room = self._room(params[0])
-        since = self._number(request, "since", 0, 0, 2**53)
+        since = self._number(request, "since", 0, 0, MAX_SEQ)
         limit = self._number(request, "limit", 100, 1, MAX_PAGE)
 
         def shaped(found: dict[str, Any]) -> dict[str, Any]:
