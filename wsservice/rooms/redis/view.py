@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping
 from twisted.internet.defer import Deferred
 
 from wsservice.interfaces import IRoomMember
-from wsservice.rooms.events import History, MemberPage, Prepare, RoomSnapshot, encodeJSON, withSeq
+from wsservice.rooms.events import History, MemberPage, Prepare, RoomSnapshot, encodeJSON, newEpoch, withSeq
 
 
 class NodeRoom:
@@ -131,6 +131,15 @@ class NodeRoom:
         self.lastSeq = max(self.lastSeq, seq)
         self.redisSeq = max(self.redisSeq, seq)
 
+    def ensureEpoch(self) -> None:
+        """
+        Give a room this node has never seen in Redis an epoch of its own,
+        so events numbered here while Redis is out of reach carry one, and
+        a client that saw them is never taken for one that saw Redis's.
+        """
+        if not self.epoch:
+            self.epoch = newEpoch()
+
     def localSnapshot(self, pageSize: int, resume: Any = None) -> RoomSnapshot:
         """
         A snapshot from what this node knows, for a join while Redis is out
@@ -138,6 +147,7 @@ class NodeRoom:
         lack events other nodes published).
         """
         page = self.localPage(0, pageSize)
+        self.ensureEpoch()
         return RoomSnapshot(page.memberFrames, page.next, page.count, page.users,
                             frames=self.history.frames(), seq=self.lastSeq, epoch=self.epoch,
                             resumed=None if resume is None else False)
@@ -186,6 +196,7 @@ class NodeRoom:
             # Redis went away mid catch-up: what it had sent goes first.
             self.endCatchUp([])
         self.lastSeq += 1
+        self.ensureEpoch()
         payload = withSeq(body, self.lastSeq, self.epoch)
         if record:
             self.history.record(self.lastSeq, payload)
