@@ -2,6 +2,8 @@
 Unit tests of the in-process L{RoomHub}.
 """
 
+import json
+
 from twisted.internet.task import Clock
 from zope.interface.verify import verifyObject
 
@@ -99,3 +101,97 @@ def test_history_is_bounded_in_bytes_as_well_as_count():
     history = snapshot[0].history
     assert 0 < len(history) < 5
     assert history[-1]["n"] == 19
+
+
+def test_a_resume_gets_exactly_the_logged_events_after_its_seq():
+    """
+    A join with Resume(seq, epoch) of the room's epoch gets the events after
+    seq; one past the log, or of another epoch, gets resumed False.
+    """
+    from wsservice.rooms.events import Resume
+
+    hub = makeHub(logSize=3)
+    a = FakeConnection()
+    first = []
+    hub.join("r", a, {"id": "a"}).addCallback(first.append)
+    epoch = first[0].epoch
+    for n in range(5):
+        hub.publish("r", {"n": n})
+
+    def resume(seq, epoch):
+        got = []
+        hub.join("r", FakeConnection(), {"id": "b"}, Resume(seq, epoch)).addCallback(got.append)
+        return got[0]
+
+    recent = resume(3, epoch)
+    assert recent.resumed is True
+    assert [json.loads(f)["n"] for f in recent.missed] == [3, 4]
+    assert resume(5, epoch).resumed is True and resume(5, epoch).missed == ()
+    assert resume(1, epoch).resumed is False
+    assert resume(3, "another").resumed is False
+    assert makeHub().join("x", FakeConnection(), {}).result.resumed is None
+
+
+def test_a_repeated_idempotency_key_is_answered_as_the_first_for_five_minutes():
+    """
+    A publish with a key used in the last five minutes for the same room is
+    not delivered again and is answered with the first one's seq; another
+    room, or the key after five minutes, publishes anew.
+    """
+    clock = Clock()
+    hub = RoomHub(clock, lambda payload, isBinary: (payload, isBinary))
+    a = FakeConnection()
+    hub.join("r", a, {"id": "a"})
+    hub.join("s", FakeConnection(), {"id": "b"})
+    first = hub.publish("r", {"n": 1}, idempotencyKey="k").result
+    again = hub.publish("r", {"n": 1}, idempotencyKey="k").result
+    assert (again.seq, again.epoch, again.time, again.duplicate) == (
+        first.seq, first.epoch, first.time, True)
+    assert hub.publish("s", {"n": 1}, idempotencyKey="k").result.duplicate is False
+    assert len(a.events()) == 1
+    clock.advance(301)
+    assert hub.publish("r", {"n": 1}, idempotencyKey="k").result.seq == first.seq + 1
+
+
+def test_a_room_past_its_ttl_starts_a_new_epoch():
+    """
+    A room without members left alone for longer than ttl loses its history
+    and log: the next join sees seq 0 in a new epoch.
+    """
+    clock = Clock()
+    hub = RoomHub(clock, lambda payload, isBinary: (payload, isBinary), ttl=60)
+    a = FakeConnection()
+    before = hub.join("r", a, {"id": "a"}).result
+    hub.publish("r", {"n": 1}, record=True)
+    hub.leave("r", a)
+    clock.advance(30)
+    b = FakeConnection()
+    assert hub.join("r", b, {"id": "b"}).result.epoch == before.epoch
+    hub.leave("r", b)
+    clock.advance(61)
+    after = hub.join("r", FakeConnection(), {"id": "c"}).result
+    assert (after.seq, after.frames) == (0, []) and after.epoch != before.epoch
+
+
+def test_the_admin_view_pages_rooms_and_reads_history_and_control():
+    """
+    roomList pages by name after a cursor; roomInfo and history describe
+    one room (None for no room); control acts at once in this process.
+    """
+    from wsservice.interfaces import IRoomAdmin
+
+    hub = makeHub()
+    verifyObject(IRoomAdmin, hub)
+    for name in ("b", "a", "c", "other"):
+        hub.publish(name, {"n": name}, record=True)
+    rooms, after = hub.roomList(limit=2).result
+    assert [r["room"] for r in rooms] == ["a", "b"] and after == "b"
+    rooms, after = hub.roomList(after=after, limit=2).result
+    assert [r["room"] for r in rooms] == ["c", "other"] and after is None
+    assert [r["room"] for r in hub.roomList(prefix="o").result[0]] == ["other"]
+    assert hub.roomInfo("a").result["seq"] == 1 and hub.roomInfo("zz").result is None
+    assert [json.loads(f)["n"] for f in hub.history("a").result["events"]] == ["a"]
+    assert hub.history("a", since=1).result["events"] == [] and hub.history("zz").result is None
+    told = []
+    hub.onControl(told.append)
+    assert hub.control({"op": "x"}).result == 1 and told == [{"op": "x"}]

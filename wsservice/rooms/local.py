@@ -67,7 +67,7 @@ class RoomHub:
     while it has members or history; rooms without members keep it only
     while they are among the C{maxIdleRooms} most recently used and for
     C{ttl} seconds, so memory does not grow with the number of rooms ever
-    used; one without members or history is freed at once.  A room that
+    used; one without members, history or log is freed at once.  A room that
     lost its history gets a new epoch.
 
     Members come in pages of C{pageSize}; presence changes are announced
@@ -162,7 +162,9 @@ class RoomHub:
         return succeed(last)
 
     def _retire(self, name: str, state: _Room) -> None:
-        if not state.history:
+        # Kept while it has something to give: history to newcomers, or
+        # its log to a last member who comes back.
+        if not state.history and not state.log:
             del self._rooms[name]
             return
         self._idle[name] = None
