@@ -30,14 +30,15 @@ export class ChatView {
     this.myMember = null;           // our id in member lists: user or connection
     this.myUser = null;             // our user id, when signed in
     this.seen = new Set();          // "seq@time" of every event shown
-    this.lastSeq = 0;
+    this.lastSeq = 0;               // the last seq received, in this.epoch
+    this.epoch = null;              // the room's epoch (see the README's Recovery)
     this.unread = 0;
     // With a sign-in (auth.js), the token says who we are: no name to ask.
     this.signIn = signIn();
     this.conn = new Connection({
       protocol: "chat",
       protocols: this.signIn ? () => this.signIn.protocols("chat") : null,
-      url: () => `${wsBase()}/${encodeURIComponent(this.room)}?name=${encodeURIComponent(this.name)}`,
+      url: () => this.socketUrl(),
       status: new StatusView($("status"), $("notice")),
       onOpen: () => this.opened(),
       onMessage: (data) => this.received(data),
@@ -75,6 +76,13 @@ export class ChatView {
       dialog.close();
       this.setName(name);
     });
+  }
+
+  // Back after a drop, ask for what was missed: ?since=<last seq>&epoch=.
+  socketUrl() {
+    let url = `${wsBase()}/${encodeURIComponent(this.room)}?name=${encodeURIComponent(this.name)}`;
+    if (this.epoch) url += `&since=${this.lastSeq}&epoch=${encodeURIComponent(this.epoch)}`;
+    return url;
   }
 
   begin() {
@@ -139,6 +147,7 @@ export class ChatView {
     this.renderMembers();
     this.seen.clear();
     this.lastSeq = 0;
+    this.epoch = null;
     if (this.name) this.conn.restart();
   }
 
@@ -177,10 +186,15 @@ export class ChatView {
     }
     if (event === null || typeof event !== "object") return;
     const type = event.type || (event.name ? "message" : "system");
+    if (type !== "welcome" && type !== "resumed") this.track(event);
+    // Events a recovery replays are shown as missed, like history.
+    const missed = this.replaying > 0 && typeof event.seq === "number";
+    if (missed) this.replaying -= 1;
     switch (type) {
       case "welcome": return this.welcome(event);
+      case "resumed": return this.resumed(event);
       case "history": return this.history(event.messages || []);
-      case "message": return this.addMessage(event, false);
+      case "message": return this.addMessage(event, missed);
       case "presence": return this.presence(event);
       case "refreshed": return this.refreshed(event);
       case "members": return this.memberPage(event);
@@ -191,10 +205,39 @@ export class ChatView {
     }
   }
 
+  // The last seq of the room's epoch we have: where a reconnect resumes.
+  track(event) {
+    if (typeof event.seq === "number" && event.epoch && event.epoch === this.epoch) {
+      this.lastSeq = Math.max(this.lastSeq, event.seq);
+    }
+  }
+
+  // The answer to a reconnect with ?since=: either exactly the events we
+  // missed follow (recovered), or the room could not give them and a
+  // welcome and the history follow, as for a newcomer.
+  resumed(event) {
+    if (!event.recovered) {
+      this.recoveries = { recovered: false };
+      this.addSystem("Some messages could not be recovered; here is the room as it is now.",
+        null, "local gap");
+      return;
+    }
+    this.recoveries = { recovered: true, missed: event.missed };
+    this.replaying = event.missed || 0;
+    this.myId = event.id;
+    this.myIds.add(event.id);
+    if (typeof event.count === "number") this.count = event.count;
+    if (event.missed) this.log.append(el("li", "divider history", "missed while away"));
+    this.renderMembers();
+  }
+
   welcome(event) {
-    // A smaller sequence number than we saw means the server forgot the room
-    // (it restarted): ids may be reused, so only this connection's id is ours.
-    if (typeof event.seq === "number" && event.seq < this.lastSeq) this.myIds.clear();
+    // Another epoch means the server lost the room (it restarted, or its
+    // history expired): ids may be reused, so only this connection's is ours.
+    if (event.epoch !== this.epoch || (typeof event.seq === "number" && event.seq < this.lastSeq)) {
+      this.myIds.clear();
+    }
+    this.epoch = event.epoch || null;
     this.myId = event.id;
     this.myIds.add(event.id);
     if (typeof event.seq === "number") this.lastSeq = event.seq;

@@ -21,7 +21,7 @@ STATIC = REPO / "static"
 
 def test_page_reconnects_by_itself_after_the_server_is_killed_and_keeps_the_draft(service, new_page):
     """
-    After a SIGKILL the page shows disconnected, reconnects by itself when the server is back on the same port, keeps the text being typed, and chat works again.
+    After a SIGKILL the page shows disconnected, reconnects by itself when the server is back on the same port, keeps the text being typed, says what was missed could not be recovered, and chat works again.
     """
     chat = service()
     alice = join(new_page(pageURL(chat)), "alice")
@@ -52,12 +52,14 @@ def test_page_reconnects_by_itself_after_the_server_is_killed_and_keeps_the_draf
             ["before the crash", "typed while the server was down"])
     expect(alice.locator("#log li.msg.mine")).to_have_count(2)
     expect(alice.locator("#msg")).to_have_value("")
+    # The restarted server has lost the room: the page says so, once.
+    expect(bob.locator("#log li.gap")).to_have_text(re.compile("could not be recovered"))
     assert seriousErrors(alice) == [] and seriousErrors(bob) == []
 
 
 def test_coming_back_after_a_drop_shows_what_was_missed_once(server, room, new_page):
     """
-    After a dropped connection comes back (here by Retry now), messages sent meanwhile appear once, marked as missed, and nothing already shown repeats.
+    After a dropped connection comes back (here by Retry now), it resumes where it left off: messages sent meanwhile appear once, marked as missed, and nothing already shown repeats.
     """
     url = pageURL(server, "?room=" + room)
     alice = join(new_page(url), "alice")
@@ -81,6 +83,10 @@ def test_coming_back_after_a_drop_shows_what_was_missed_once(server, room, new_p
     expect(bob.locator("#log li.divider")).to_have_text("missed while away")
     expect(bob.locator("#log li.msg.mine .text")).to_have_text(["two"])
     expect(alice.locator("#members .member-name")).to_have_text(["alice", "bob"])
+    # It came back with ?since= and got exactly the gap (its own leave, then
+    # "three"), not a fresh welcome.
+    assert bob.evaluate("wsclient.chat.recoveries") == {"recovered": True, "missed": 2}
+    expect(bob.locator("#log li.gap")).to_have_count(0)
 
 
 def test_graceful_shutdown_is_shown_with_its_reason(service, new_page):

@@ -45,3 +45,26 @@ def test_a_snapshot_decodes_its_frames_on_request():
     snapshot = RoomSnapshot([b'{"id":"c1"}'], None, 1, 1, frames=[b'{"seq":1}', b'{"seq":2}'], seq=2)
     assert [e["seq"] for e in snapshot.history] == [1, 2]
     assert snapshot.members == [{"id": "c1"}]
+
+
+def test_presence_changes_keep_the_state_at_the_end_of_the_interval():
+    """
+    Applied as clients apply them (joined, renamed, then left), a batch of
+    changes leaves each member as it was at the end of the interval: joined
+    then left is absent, left then joined again is present.
+    """
+    from wsservice.rooms.presence import PresenceChanges
+
+    changes = PresenceChanges()
+    changes.add("joined", {"id": "a", "name": "al"})
+    changes.add("left", {"id": "a", "name": "al"})
+    changes.add("left", {"id": "b", "name": "bo"})
+    changes.add("joined", {"id": "b", "name": "bo"})
+    event = changes.event(100, crowded=False)
+    members = {"b": "bo"}
+    for entry in event["joined"]:
+        members[entry["id"]] = entry["name"]
+    for entry in event["left"]:
+        members.pop(entry["id"], None)
+    assert members == {"b": "bo"}
+    assert [e["id"] for e in event["left"]] == ["a"]

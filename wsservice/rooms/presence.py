@@ -17,7 +17,7 @@ only the counts are sent.
 A client keeping a member list applies an event's C{joined} (insert or
 replace, by C{id}), then C{renamed}, then C{left}.  A member who joined and
 left within one interval is in both lists: someone may have seen it in a
-snapshot in between.  A rename right after a join shows as the join under
+snapshot in between; one who left and came back is in C{joined} only.  A rename right after a join shows as the join under
 the new name.
 """
 
@@ -55,6 +55,9 @@ class PresenceChanges:
         key = info.get("id", id(info))
         entry = dict(info)
         if kind == "joined":
+            # Back within the interval: present at its end, so not "left"
+            # (a client applies joined before left).
+            self.left.pop(key, None)
             self.joined[key] = entry
         elif kind == "left":
             self.renamed.pop(key, None)
