@@ -7,9 +7,12 @@ Every server-to-client frame is a JSON object with at least C{type}, C{name}
 and C{message}, so the seed clients that print C{name: message} keep working.
 Events are sent to every member of the room, sender included, in the order
 the server received them.  Room events carry C{room}, C{seq} (per room,
-strictly increasing: a gap means something was missed) and C{time} (server
-time, ISO 8601 UTC).  System events have C{"name": ""}; people always have a
-non-empty name, so a person cannot pass for the system.
+strictly increasing: a gap means something was missed), C{epoch} (the life
+of the room the seq counts in) and C{time} (server time, ISO 8601 UTC).
+System events have C{"name": ""}; people always have a non-empty name, so a
+person cannot pass for the system.  A client that reconnects with
+C{?since=SEQ&epoch=EPOCH} is sent what it missed instead of a welcome (see
+"resumed" below).
 
 Client to server (text frames)::
 
@@ -25,13 +28,23 @@ Client to server (text frames)::
 Server to client::
 
     {"type": "welcome", "name": "", "message": "Connected!", "room": "kitchen",
-     "id": "c7", "you": "alice", "seq": 41, "count": 2, "users": 2,
+     "id": "c7", "you": "alice", "seq": 41, "epoch": "5f0c1e9a2b3d", "count": 2, "users": 2,
      "members": [{"id": "c3", "name": "bob"}, {"id": "c7", "name": "alice"}],
      "next": null}
         first, to the newcomer only: "seq" is the room's last sequence number,
         "count" its members (connections), "users" the distinct people among
         them; "members" is the first page of at most --presence-list members,
         and "next" the cursor of the next page (null: that was all)
+
+    {"type": "resumed", "name": "", "message": "", "room": "kitchen",
+     "recovered": true, "missed": 2, "id": "c9", "seq": 45, "epoch": ..., "count": 2, ...}
+        instead of the welcome, to a client that came back with ?since= and
+        ?epoch= the room still holds every event after: exactly those
+        "missed" events follow, as every member got them, then live ones
+
+    {"type": "resumed", "name": "", "room": "kitchen", "recovered": false,
+     "message": "what was missed could not be recovered"}
+        before the welcome and history, when the gap cannot be filled
 
     {"type": "history", "name": "", "message": "", "room": "kitchen",
      "messages": [<message events, oldest first>]}
