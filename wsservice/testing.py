@@ -115,7 +115,8 @@ class FakeContext:
             self.clock, lambda payload, isBinary: (payload, isBinary),
             historySize=settings.historySize, pageSize=settings.presenceList,
             presenceInterval=settings.presenceInterval,
-            crowdLimit=settings.presenceLimit or 2**62)
+            crowdLimit=settings.presenceLimit or 2**62, logSize=settings.recoverySize,
+            ttl=settings.historyTTL)
         self.log = Logger()
 
     def callLater(self, delay, f, *a, **kw):

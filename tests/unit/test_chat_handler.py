@@ -6,6 +6,7 @@ import json
 
 from zope.interface.verify import verifyClass, verifyObject
 
+from wsservice.config import HandlerSettings
 from wsservice.testing import FakeConnection, FakeContext
 from wsservice.handlers.chat import ANONYMOUS, ChatHandler, cleanName, roomFromPath
 from wsservice.interfaces import IHandler, IHandlerFactory
@@ -107,9 +108,10 @@ def test_rename_is_announced_and_errors_go_to_the_sender_only():
 def test_leaving_is_announced_and_frees_the_room():
     """
     Closing announces the leave to the others and, when the room empties
-    with no history, frees it.
+    with nothing to give a returning member (no history, no recovery log),
+    frees it.
     """
-    context = FakeContext()
+    context = FakeContext(settings=HandlerSettings(historySize=0, recoverySize=0))
     a, ha = openChat(context, "/r")
     b, hb = openChat(context, "/r")
     context.clock.advance(context.settings.presenceInterval)
