@@ -148,7 +148,7 @@ def buildAPI(config: ServiceConfig, rooms: IRoomHub, factory: ServiceFactory) ->
     context = APIContext(rooms=rooms, admin=admin, keys=APIKeys(config.api.keyFiles),
                          maxEventSize=config.limits.maxMessageSize,
                          openConnections=lambda: factory.openCount,
-                         nameLimit=config.handlers.maxNameLength)
+                         nameLimit=config.handlers.maxNameLength, workers=config.workers)
     return APIResource(context)
 
 

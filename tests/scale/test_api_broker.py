@@ -13,8 +13,9 @@ import signal
 
 import pytest
 
-from tests.scale.test_workers import workerOf, workerPIDs, workers  # noqa: F401 (fixture)
+from tests.scale.test_workers import oneOnEach, workerOf, workerPIDs, workers  # noqa: F401
 from tests.support.api import API, keyFile
+from tests.support.processes import ServiceProcess
 from tests.support.wsclient import closeCode, open_, recvJSON, recvUntil
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -187,3 +188,38 @@ def test_a_client_of_a_killed_worker_recovers_what_it_missed(workers):
     missed = [recvJSON(back) for _ in range(back.welcome["missed"])]
     assert [e["seq"] for e in missed] == list(range(seen["seq"] + 1, back.welcome["seq"] + 1))
     assert [e["seq"] for e in missed if e["type"] == "message"] == [m["seq"] for m in sent]
+
+
+@pytest.fixture
+def apiWorkers(redisServer, tmp_path):
+    """
+    --workers 2 --broker with the API on the shared port.
+    """
+    service = ServiceProcess.onLoopback("--workers", "2", "--broker", redisServer.url,
+                                        "--api-key-file", keyFile(tmp_path))
+    service.start(timeout=30)
+    for index in (0, 1):
+        service.waitForLog(rf"\[worker {index} pid \d+\] .*connected to Redis", timeout=15)
+    yield service
+    service.stop(signal.SIGKILL)
+    for pid in workerPIDs(service).values():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def test_with_workers_the_api_on_any_worker_reaches_members_on_both(apiWorkers):
+    """
+    With --workers 2, API calls land on either worker (the kernel picks) and
+    each publish reaches the members of both, in one seq order; /api/info
+    says how many workers there are.
+    """
+    members = oneOnEach(apiWorkers, "shared")
+    caller = api(apiWorkers)
+    published = [caller.publish("shared", f"n{i}")["seq"] for i in range(6)]
+    for ws in members.values():
+        got = [recvUntil(ws, "message") for _ in published]
+        assert [m["seq"] for m in got] == published
+    status, info = caller.get("/api/info")
+    assert status == 200 and info["workers"] == 2 and len(info["nodes"]) == 2

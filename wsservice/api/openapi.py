@@ -151,12 +151,15 @@ def document() -> dict[str, Any]:
         },
         "Info": {
             "type": "object",
-            "required": ["version", "node", "broker", "nodes", "connections", "rooms"],
+            "required": ["version", "node", "broker", "nodes", "workers", "connections", "rooms"],
             "properties": {
                 "version": {"type": "string"},
                 "node": {"type": "string", "nullable": True},
                 "broker": {"type": "string", "nullable": True},
-                "nodes": {"type": "array", "items": {"type": "string"}},
+                "nodes": {"type": "array", "items": {"type": "string"},
+                          "description": "Every live process sharing the broker."},
+                "workers": {"type": "integer", "minimum": 1,
+                            "description": "Worker processes on this machine's port."},
                 "connections": {"type": "integer", "minimum": 0},
                 "rooms": {"type": "integer", "minimum": 0, "nullable": True},
             },

@@ -64,6 +64,7 @@ class APIContext:
     @ivar maxEventSize: the largest event it publishes, in bytes.
     @ivar openConnections: this process's open WebSocket connections.
     @ivar nameLimit: the longest C{name} of a published message.
+    @ivar workers: the worker processes serving this port (C{--workers}).
     """
 
     rooms: IRoomHub
@@ -72,6 +73,7 @@ class APIContext:
     maxEventSize: int
     openConnections: Callable[[], int]
     nameLimit: int = 32
+    workers: int = 1
 
 
 Route = Callable[[Request, list[str]], Any]
@@ -266,6 +268,7 @@ class APIResource(Resource):
                 "node": broker.node if broker is not None else None,
                 "broker": broker.brokerState() if broker is not None else None,
                 "nodes": nodes,
+                "workers": context.workers,
                 "connections": context.openConnections(),
                 "rooms": counts.roomCount() if counts is not None else None,
             }
