@@ -13,9 +13,10 @@ import signal
 
 import pytest
 
-from tests.scale.test_workers import oneOnEach, workerOf, workerPIDs, workers  # noqa: F401
+from tests.scale.test_workers import (  # noqa: F401 (workers is a fixture)
+    oneOnEach, twoWorkers, workerOf, workerPIDs, workers,
+)
 from tests.support.api import API, keyFile
-from tests.support.processes import ServiceProcess
 from tests.support.wsclient import closeCode, open_, recvJSON, recvUntil
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -195,18 +196,8 @@ def apiWorkers(redisServer, tmp_path):
     """
     --workers 2 --broker with the API on the shared port.
     """
-    service = ServiceProcess.onLoopback("--workers", "2", "--broker", redisServer.url,
-                                        "--api-key-file", keyFile(tmp_path))
-    service.start(timeout=30)
-    for index in (0, 1):
-        service.waitForLog(rf"\[worker {index} pid \d+\] .*connected to Redis", timeout=15)
-    yield service
-    service.stop(signal.SIGKILL)
-    for pid in workerPIDs(service).values():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    with twoWorkers(redisServer, "--api-key-file", keyFile(tmp_path)) as service:
+        yield service
 
 
 def test_with_workers_the_api_on_any_worker_reaches_members_on_both(apiWorkers):

@@ -12,8 +12,9 @@ import signal
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from datetime import datetime
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 from websockets.exceptions import ConnectionClosed
@@ -35,27 +36,39 @@ NODE_LOST_WITHIN = 4 * HEARTBEAT + PRESENCE_INTERVAL
 SEND_LIMIT = 3000
 
 
-@pytest.fixture
-def workers(redisServer):
+@contextmanager
+def twoWorkers(redisServer, *args: str) -> Iterator[ServiceProcess]:
     """
-    C{--workers 2 --broker ...}, started through the real twistd command,
-    with both workers listening and connected to Redis.
+    C{--workers 2 --broker ...} (and C{args}), started through the real
+    twistd command, with both workers listening and connected to Redis;
+    the supervisor and its workers are killed afterwards.
     """
     service = ServiceProcess.onLoopback(
         "--workers", "2",
-        "--broker", f"{redisServer.url}?heartbeat={HEARTBEAT}",
+        "--broker", f"{redisServer.url}?heartbeat={HEARTBEAT}", *args,
     )
     service.start(timeout=30)
-    for index in (0, 1):
-        service.waitForLog(rf"\[worker {index} pid \d+\] .*wsservice ready", timeout=15)
-        service.waitForLog(rf"\[worker {index} pid \d+\] .*connected to Redis", timeout=15)
-    yield service
-    service.stop(signal.SIGKILL)
-    for pid in workerPIDs(service).values():
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    try:
+        for index in (0, 1):
+            service.waitForLog(rf"\[worker {index} pid \d+\] .*wsservice ready", timeout=15)
+            service.waitForLog(rf"\[worker {index} pid \d+\] .*connected to Redis", timeout=15)
+        yield service
+    finally:
+        service.stop(signal.SIGKILL)
+        for pid in workerPIDs(service).values():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+@pytest.fixture
+def workers(redisServer):
+    """
+    L{twoWorkers} with the default options.
+    """
+    with twoWorkers(redisServer) as service:
+        yield service
 
 
 def workerPIDs(service) -> dict[int, int]:

@@ -174,6 +174,16 @@ def document() -> dict[str, Any]:
                 "schema": {"type": "integer", "minimum": 1, "maximum": 1000,
                            "default": default}}
 
+    def disconnect(operation: str, who: str, summary: str) -> dict[str, Any]:
+        return {"post": {
+            "operationId": operation, "summary": summary,
+            "parameters": [{"name": who, "in": "path", "required": True,
+                            "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
+            "requestBody": body("DisconnectRequest"),
+            "responses": {"200": _json(_ref("Disconnected"), "Sent to every process."),
+                          **_errors(503)},
+        }}
+
     paths = {
         "/api/info": {"get": {
             "operationId": "info", "summary": "This process and the processes it shares rooms with.",
@@ -218,24 +228,12 @@ def document() -> dict[str, Any]:
             "responses": {"200": _json(_ref("BroadcastResult"), "One result per room."),
                           **_errors(413, 503)},
         }},
-        "/api/users/{user}/disconnect": {"post": {
-            "operationId": "disconnectUser",
-            "summary": "Close every connection of a user (by token subject), everywhere.",
-            "parameters": [{"name": "user", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
-            "requestBody": body("DisconnectRequest"),
-            "responses": {"200": _json(_ref("Disconnected"), "Sent to every process."),
-                          **_errors(503)},
-        }},
-        "/api/connections/{connection}/disconnect": {"post": {
-            "operationId": "disconnectConnection",
-            "summary": "Close one connection, by the id its welcome gave.",
-            "parameters": [{"name": "connection", "in": "path", "required": True,
-                            "schema": {"type": "string", "minLength": 1, "maxLength": 256}}],
-            "requestBody": body("DisconnectRequest"),
-            "responses": {"200": _json(_ref("Disconnected"), "Sent to every process."),
-                          **_errors(503)},
-        }},
+        "/api/users/{user}/disconnect": disconnect(
+            "disconnectUser", "user",
+            "Close every connection of a user (by token subject), everywhere."),
+        "/api/connections/{connection}/disconnect": disconnect(
+            "disconnectConnection", "connection",
+            "Close one connection, by the id its welcome gave."),
     }
     return {
         "openapi": "3.0.3",
