@@ -92,8 +92,11 @@ def document() -> dict[str, Any]:
             "properties": {
                 "room": {"type": "string"},
                 "seq": {"type": "integer", "minimum": 0,
-                        "description": "The event's seq; 0 if history was false and nobody "
-                                       "was in the room, so it went nowhere."},
+                        "description": "The event's seq; 0 if it was not numbered: "
+                                       "history was false and nobody was in the room (it "
+                                       "went nowhere), or the broker connection dropped "
+                                       "as it was sent (it is published when the broker "
+                                       "is back, once per idempotency_key)."},
                 "epoch": {"type": "string"},
                 "time": {"type": "string", "description": "Server time, ISO 8601 UTC."},
                 "duplicate": {"type": "boolean",
