@@ -89,3 +89,17 @@ def test_third_party_internals_are_named_in_one_module_per_library(path):
              for n, line in enumerate(path.read_text().splitlines(), 1)
              if INTERNAL.search(line.split("#", 1)[0])]
     assert not found, "\n".join(found)
+
+
+def test_every_package_is_listed_in_setup_cfg():
+    """
+    A package missing from setup.cfg's packages is missing from the wheel,
+    and only the packaging test (which builds one) would say so.
+    """
+    import configparser
+
+    config = configparser.ConfigParser()
+    config.read(PACKAGE.parent / "setup.cfg")
+    listed = set(config["options"]["packages"].split())
+    present = {relative(init.parent).replace("/", ".") for init in PACKAGE.rglob("__init__.py")}
+    assert present - listed == set()

@@ -93,3 +93,16 @@ def test_fan_out_policy_coalesces_only_while_messages_pile_up():
     quiet = [turn(policy, 1000, 1) for _ in range(30)]
     assert not quiet[-1]
     assert not turn(policy, 0, 0)
+
+
+def test_a_close_reason_is_cut_between_characters():
+    """
+    A reason over 123 bytes of UTF-8 is cut to fit a close frame, never in
+    the middle of a character (a client would fail the connection as
+    invalid UTF-8).
+    """
+    from wsservice.websocket._autobahn import closeReason
+
+    cut = closeReason("é" * 100)
+    assert len(cut) == 122 and cut.decode("utf-8") == "é" * 61
+    assert closeReason("short") == b"short"

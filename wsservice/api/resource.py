@@ -364,9 +364,8 @@ class APIResource(Resource):
         if (not isinstance(code, int) or isinstance(code, bool)
                 or not (code == 1000 or 3000 <= code <= 4999)):
             raise APIError(400, "bad_field", "code must be 1000 or from 3000 to 4999")
+        # A close frame carries 123 bytes of it; closeWith cuts it there.
         reason = self._string(body, "reason", MAX_REASON, default="disconnected by the server")
-        if len(reason.encode("utf-8")) > MAX_REASON:
-            raise APIError(400, "bad_field", f"reason must be at most {MAX_REASON} bytes of UTF-8")
         message = disconnectMessage(code, reason, user=user, connection=connection)
         d = self._context.admin.control(message)
         return d.addCallback(lambda nodes: {"nodes": nodes})

@@ -254,7 +254,7 @@ class ServerProtocolBase(WebSocketServerProtocol):
         connection still in its opening handshake is dropped.
         """
         if self.state == self.STATE_OPEN:
-            self.sendCloseFrame(code=code, reasonUtf8=reason.encode("utf-8")[:123])
+            self.sendCloseFrame(code=code, reasonUtf8=closeReason(reason))
         elif self.state == self.STATE_CONNECTING:
             self.dropConnection(abort=True)
 
@@ -389,3 +389,11 @@ def deferDebugFormatting() -> None:
 
     if not isinstance(protocol.pformat, _LazyPformat):
         protocol.pformat = _LazyPformat()
+
+
+def closeReason(reason: str) -> bytes:
+    """
+    C{reason} as a close frame can carry it: at most 123 bytes of UTF-8,
+    cut between characters, never inside one.
+    """
+    return reason.encode("utf-8", "replace")[:123].decode("utf-8", "ignore").encode("utf-8")
