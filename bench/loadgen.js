@@ -16,6 +16,7 @@
 // Every phase is bounded in time; the process exits by itself.
 'use strict';
 
+const fs = require('fs');
 const path = require('path');
 const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
 const { performance } = require('perf_hooks');
@@ -82,9 +83,18 @@ let stopping = false;
 // (cfg.headers, e.g. Authorization) and query parameters (cfg.query, e.g.
 // token, since, epoch), so later scenarios can authenticate or resume
 // without a new client.
-function protocols() {
+//
+// cfg.clientsFile names a JSON list with one entry per client, {offers,
+// user}: the subprotocols client i offers besides (its own "bearer.<token>",
+// too many to pass on the command line) and the user its welcome must name.
+const perClient = cfg.clientsFile ? JSON.parse(fs.readFileSync(cfg.clientsFile, 'utf8')) : null;
+function clientEntry(index) {
+  return perClient && index !== undefined ? perClient[index % perClient.length] : null;
+}
+function protocols(index) {
   const main = cfg.protocols || (cfg.protocol ? [cfg.protocol] : []);
-  return [...main, ...(cfg.extraProtocols || [])];
+  const own = clientEntry(index);
+  return [...main, ...(cfg.extraProtocols || []), ...(own ? own.offers : [])];
 }
 function withQuery(url) {
   if (!cfg.query) return url;
@@ -93,9 +103,9 @@ function withQuery(url) {
   return u.toString();
 }
 
-function connect(url, onMessage) {
+function connect(url, onMessage, index) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(withQuery(url), protocols(),
+    const ws = new WebSocket(withQuery(url), protocols(index),
                              { perMessageDeflate: false, headers: cfg.headers || {} });
     let done = false;
     const finish = (v) => { if (!done) { done = true; resolve(v); } };
@@ -124,7 +134,7 @@ async function connectAll(n, urlFor, onMessage, concurrency) {
   async function worker() {
     while (next < n && performance.now() < deadline) {
       const i = next++;
-      sockets[i] = await connect(urlFor(i), onMessage);
+      sockets[i] = await connect(urlFor(i), onMessage, i);
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
@@ -345,10 +355,12 @@ async function echo() {
 // nobody), hist (handshake latency, from the TCP connect to the greeting),
 // timeoutMs (per attempt), failures (an object counting failed attempts by
 // reason; without it a failure is an ERROR line), onText(sock, text).
+// `index` is the client's number, for what it offers (cfg.clientsFile); the
+// socket keeps it, and when its attempt started (startedAt).
 const net = require('net');
-function rawConnect(url, opts = {}) {
+function rawConnect(url, opts = {}, index) {
   const u = new URL(withQuery(url));
-  const offered = protocols();
+  const offered = protocols(index);
   const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
     'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
@@ -360,6 +372,8 @@ function rawConnect(url, opts = {}) {
     const started = performance.now();
     const sock = net.connect({ host: u.hostname, port: +u.port });
     sock.setNoDelay(true);
+    sock.index = index;
+    sock.startedAt = started;
     let head = '', state = 0; // 0: waiting for the 101, 1: for the greeting, 2: open
     let settled = false, frames = null, fragments = null;
     const timer = opts.timeoutMs
@@ -462,7 +476,8 @@ async function rawFill(n, urlFor, concurrency, opts) {
   const deadline = t0 + (cfg.connectTimeout || 120) * 1000;
   async function worker() {
     while (next < n && performance.now() < deadline) {
-      const s = await rawConnect(urlFor(next++), opts);
+      const i = next++;
+      const s = await rawConnect(urlFor(i), opts, i);
       if (s) sockets.push(s); else failedCount++;
     }
   }
@@ -489,24 +504,54 @@ function attemptOpts(hist, failures) {
            onText: cfg.chat ? roomFrame : null };
 }
 
-// cfg.clients connections to cfg.url (one chat room, or echo), at most
-// cfg.concurrency in flight, as fast as the server takes them; for our
-// chat, then until every member's count is the room's size.
+// Wraps onText so that each socket's first frame, its welcome, is checked
+// to name the user of the client's token (cfg.clientsFile), or none for an
+// anonymous client; `tally` counts the right and the wrong ones.
+function checkingIdentity(tally, onText) {
+  return (sock, text) => {
+    if (!sock.identityChecked) {
+      sock.identityChecked = true;
+      const own = clientEntry(sock.index);
+      const want = own ? own.user : undefined;
+      let got = null;
+      try { got = JSON.parse(text).user; } catch (e) { got = null; }
+      if (got === want) tally.right++;
+      else {
+        tally.wrong++;
+        if (tally.wrong <= 3) error(`welcome names user ${got}, not ${want}`);
+      }
+    }
+    if (onText) onText(sock, text);
+  };
+}
+
+// cfg.clients connections to cfg.url (one chat room, or echo; cfg.rooms
+// spreads them over rooms <url>-0, <url>-1, ...), at most cfg.concurrency
+// in flight, as fast as the server takes them; for our chat in one room,
+// then until every member's count is the room's size.  cfg.checkIdentity:
+// every welcome must name the client's user (L{checkingIdentity}).
 async function handshakes() {
-  const hist = new Histogram(), failures = {};
+  const hist = new Histogram(), failures = {}, identities = { right: 0, wrong: 0 };
+  const rooms = cfg.rooms || 1;
+  const urlFor = (i) => (rooms > 1 ? `${cfg.url}-${i % rooms}` : cfg.url);
+  const opts = attemptOpts(hist, failures);
+  if (cfg.checkIdentity) opts.onText = checkingIdentity(identities, opts.onText);
   const cpu0 = process.cpuUsage();
   mark('start');
-  const got = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
-                            attemptOpts(hist, failures));
+  const got = await rawFill(cfg.clients, urlFor, cfg.concurrency || 200, opts);
   mark('connected');
   const lgCpu = cpuMs(cpu0) / 1000;
   const n = got.sockets.length;
   const out = {
-    clients: n, attempted: cfg.clients, failed: got.failed, failures,
+    clients: n, attempted: cfg.clients, failed: got.failed, failures, rooms,
     concurrency: cfg.concurrency || 200, connect_s: got.secs, handshakes_per_s: n / got.secs,
     p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99), loadgen_cpu_share: lgCpu / got.secs,
   };
-  if (cfg.chat && n) {
+  if (cfg.checkIdentity) {
+    out.identified = identities.right;
+    out.misidentified = identities.wrong;
+  }
+  if (cfg.chat && n && rooms === 1) {
     const c = await countsRight(got.sockets, (cfg.countWait || 30) * 1000);
     mark('counted');
     out.wrong_counts = c.wrong;

@@ -125,7 +125,7 @@ def _ratio(a: Any, b: Any) -> str:
 #: scenarios that did not run (C{--scenarios}).
 SCENARIO_KEYS = {"fanout": 1, "fixed_rate": 2, "echo": 3, "idle": 4, "scale": 5,
                  "workers2_redis": 6, "room_handshakes": 7, "echo_handshakes": 8,
-                 "reconnect_storm": 9}
+                 "reconnect_storm": 9, "auth_handshakes": 10}
 
 
 def table(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -241,6 +241,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
             _sum(v.get("node", {}), "connect_s", "settle_s"))
     _workersRows(results, plan, row, rows.append, checked)
     _handshakeRows(results, plan, row, rows.append)
+    _authRows(results.get("auth_handshakes"), plan, row, rows.append)
     ran = {str(number) for key, number in SCENARIO_KEYS.items() if key in results}
     rows = [r for r in rows if r[0].split(" ", 1)[0] in ran]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -405,6 +406,63 @@ def _handshakeRows(results: dict[str, Any], plan: Plan, row: Callable[..., None]
             o.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), fmt=pct)
         row("9 storm: filling the room first, failed of it", o.get("fill_failed"),
             n.get("fill_failed"), "0", _zero(o.get("fill_failed")), fmt=whole)
+
+
+def _versus(add: Callable[[tuple[str, ...]], None], label: str, a: Any, b: Any,
+            fmt: Callable[[Any], str], target: str = "", ok: bool | None = None) -> None:
+    """
+    A row comparing two runs of our own service in the same run (a variant
+    and its reference): both figures as C{"a / b"} and their ratio.
+    """
+    add((label, f"{fmt(a)} / {fmt(b)}", "", _ratio(a, b), target, _met(ok)))
+
+
+def _each(runs: list[dict[str, Any]], key: str, fmt: Callable[[Any], str]) -> str:
+    """
+    One figure of several runs, as C{"a / b / c"}.
+    """
+    return " / ".join(fmt(r.get(key)) for r in runs)
+
+
+def _authRows(auth: dict[str, Any] | None, plan: Plan, row: Callable[..., None],
+              add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 10: handshakes carrying a token, HS256 and RS256 each against
+    the same clients with no auth (the reference, in the same run).
+    """
+    if auth is None:
+        return
+    none, hs, rs = (auth.get(k, {}) for k in ("none", "HS256", "RS256"))
+    row(f"10 tokens, {plan.authClients} chat clients in {plan.authRooms} rooms "
+        f"({plan.handshakeConcurrency} in flight), no auth: handshakes/s",
+        none.get("handshakes_per_s"), None)
+    for name, r in (("HS256", hs), ("RS256", rs)):
+        _versus(add, f"10 {name} / no auth: handshakes/s", r.get("handshakes_per_s"),
+                none.get("handshakes_per_s"), num)
+    row("10 no auth: server CPU per handshake (us)", none.get("server_cpu_us_per_handshake"),
+        None)
+    for name, r in (("HS256", hs), ("RS256", rs)):
+        _versus(add, f"10 {name} / no auth: server CPU per handshake (us)",
+                r.get("server_cpu_us_per_handshake"), none.get("server_cpu_us_per_handshake"),
+                num)
+    for q in ("p50", "p99"):
+        row(f"10 no auth: handshake latency {q} (TCP connect to welcome)", none.get(f"{q}_us"),
+            None, fmt=ms)
+        for name, r in (("HS256", hs), ("RS256", rs)):
+            _versus(add, f"10 {name} / no auth: handshake latency {q}", r.get(f"{q}_us"),
+                    none.get(f"{q}_us"), ms)
+    runs = [none, hs, rs]
+    add((f"10 failed connections (of {plan.authClients}), no auth / HS256 / RS256",
+         _each(runs, "failed", whole), "", "", "0 / 0 / 0",
+         _met(_zero(*(r.get("failed") for r in runs)))))
+    add(("10 welcomes naming the right user (none: no user), no auth / HS256 / RS256",
+         _each(runs, "identified", whole), "", "", f"{plan.authClients} each",
+         _met(None if any(r.get("identified") is None for r in runs)
+              else all(r["identified"] == plan.authClients for r in runs))))
+    add(("10 load generator CPU share, no auth / HS256 / RS256",
+         _each(runs, "loadgen_cpu_share", pct), "", "", "", ""))
+    add(("10 other load on the server core, no auth / HS256 / RS256",
+         _each(runs, "foreign_cpu_share", pct), "", "", "", ""))
 
 
 def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:

@@ -1,5 +1,5 @@
 """
-The nine scenarios and the profiling runs, at the sizes of a L{Plan}:
+The ten scenarios and the profiling runs, at the sizes of a L{Plan}:
 L{Bench} starts each server, drives the load, and keeps the figures,
 notes and errors for the report.
 """
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from bench.identity import signedClients, writeClients, writeKeyPair, writeSecret
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
 from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
@@ -48,6 +51,9 @@ class Plan:
     #: enough to keep any of the servers busy, few enough that the latency
     #: measures the server and not a queue of our own making.
     handshakeConcurrency: int = 200
+    #: Scenario 10: chat clients with a token each, spread over this many rooms.
+    authClients: int = 10000
+    authRooms: int = 100
     #: Longest wait for every member's count to be right.
     countWait: float = 30
     window: int = 4
@@ -62,7 +68,8 @@ FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
 QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
              scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False,
-             roomClients=300, echoConnections=300, stormClients=200, countWait=10)
+             roomClients=300, echoConnections=300, stormClients=200, countWait=10,
+             authClients=300, authRooms=4)
 
 #: How scenario 9's members drop: the TCP socket closed with no WebSocket
 #: close handshake, as when a client's process dies (loadgen.js also has
@@ -101,24 +108,25 @@ class Bench:
             self.errors.append(f"{server.name}: {e}")
         return run
 
-    def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
+    def _quietest(self, measure: Callable[[], LoadRun], retry: bool,
+                  window: tuple[str, str] = ("start", "end")) -> LoadRun:
         """
         Measure; if the kernel gave every client to one worker (the room then
         never crossed processes), or if C{retry} and something else took more
-        than L{NOISY} of the server core during the window (a shared
-        machine), measure once more and keep the better run.  Every attempt
-        is logged.
+        than L{NOISY} of the server core during the marks' C{window} (a
+        shared machine), measure once more and keep the better run.  Every
+        attempt is logged.
         """
         run = measure()
         if not _spansWorkers(run):
             why = "every client went to one worker"
-        elif retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
-            why = f"other load {pct(run.foreign())} on the server core(s)"
+        elif retry and self.plan.retryNoisy and (run.foreign(*window) or 0) > NOISY:
+            why = f"other load {pct(run.foreign(*window))} on the server core(s)"
         else:
             return run
         self.log(f"    ({why}; measuring again)")
         again = measure()
-        rank = lambda r: (_spansWorkers(r), -(r.foreign() or 0))  # noqa: E731
+        rank = lambda r: (_spansWorkers(r), -(r.foreign(*window) or 0))  # noqa: E731
         return again if rank(again) > rank(run) else run
 
     def chatTargets(self, lifted: bool = True
@@ -287,16 +295,19 @@ class Bench:
         return out
 
     def _handshakes(self, key: str, make: Callable[[], Server], config: dict[str, Any],
-                    window: tuple[str, str]) -> dict[str, Any]:
+                    window: tuple[str, str], retry: bool = False) -> dict[str, Any]:
         """
         One run of the load generator's C{handshakes} or C{storm} mode: its
-        figures, with the server's CPU (per handshake, and its share) and the
-        other load on its core in the marks' C{window}.
+        figures, with the server's CPU (per handshake, and its
+        share) and the other load on its core in the marks' C{window};
+        C{retry}: measured again when that other load was high (see
+        L{_quietest}).
         """
         p = self.plan
         config = dict(config, concurrency=p.handshakeConcurrency, countWait=p.countWait,
                       connectTimeout=150, attemptTimeout=30)
-        run = self._with(make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60)
+        run = self._quietest(lambda: self._with(
+            make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60), retry, window)
         r = dict(run.result)
         a, b = window
         n = r.get("reconnected", r.get("clients")) or 0
@@ -386,7 +397,57 @@ class Bench:
                      f"{pct(r.get('loadgen_cpu_share'))}")
         return out
 
-    def runAll(self, scenarios: set[int] = frozenset(range(1, 10))) -> None:
+    def authHandshakes(self) -> dict[str, Any]:
+        """
+        Scenario 10: C{authClients} chat clients into C{authRooms} rooms as
+        fast as the service takes them (default options), each offering a
+        token of its own user signed in advance; the service checks HS256,
+        then RS256 tokens, against the same clients with no auth at all.
+        """
+        p = self.plan
+        out = {}
+        with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
+            for key, options, clientsFile in self._authVariants(Path(tmp)):
+                config = dict(url="ws://127.0.0.1:PORT/auth", protocol="chat", mode="handshakes",
+                              clients=p.authClients, rooms=p.authRooms, checkIdentity=True)
+                if clientsFile is not None:
+                    config["clientsFile"] = str(clientsFile)
+                args = (*self.serverArgs, *options)
+                r = out[key] = self._handshakes(
+                    key, lambda: ours(self.python, args, lifted=False), config,
+                    ("start", "connected"), retry=True)
+                self.log(f"  {key:5} {r.get('clients')} of {p.authClients} in {p.authRooms} "
+                         f"rooms: {num(r.get('handshakes_per_s'))} handshakes/s, failed "
+                         f"{r.get('failed')}, identified {r.get('identified')} (wrong "
+                         f"{r.get('misidentified')}), {num(r.get('server_cpu_us_per_handshake'))} "
+                         f"us CPU/handshake, p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, "
+                         f"server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                         f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                         f"{pct(r.get('foreign_cpu_share'))}")
+        return out
+
+    def _authVariants(self, directory: Path
+                      ) -> Iterator[tuple[str, tuple[str, ...], Path | None]]:
+        """
+        Scenario 10's three services, each as its key, its options and the
+        file of its clients' tokens (signed here, before the service starts).
+        """
+        yield "none", (), None
+        secretFile, secret = writeSecret(directory)
+        yield "HS256", ("--auth-secret-file", str(secretFile)), self._signed(
+            directory, "HS256", secret)
+        publicFile, private = writeKeyPair(directory)
+        yield "RS256", ("--auth-public-key", str(publicFile)), self._signed(
+            directory, "RS256", private)
+
+    def _signed(self, directory: Path, algorithm: str, key: Any) -> Path:
+        started = time.monotonic()
+        clients = signedClients(self.plan.authClients, key, algorithm)
+        self.log(f"  signed {len(clients)} {algorithm} tokens in "
+                 f"{time.monotonic() - started:.1f}s (not timed)")
+        return writeClients(directory, algorithm, clients)
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 11))) -> None:
         """
         Run the scenarios; one that fails is reported and the rest still run.
         """
@@ -437,6 +498,10 @@ class Bench:
             self.log(f"[9] reconnect storm: {p.stormClients} members of one room drop at once "
                      f"({STORM_DROP}) and reconnect at once")
             self.results["reconnect_storm"] = self.reconnectStorm()
+        if 10 in scenarios:
+            self.log(f"[10] {p.authClients} chat clients with a token each into {p.authRooms} "
+                     f"rooms, {p.handshakeConcurrency} handshakes in flight: no auth, HS256, RS256")
+            self.results["auth_handshakes"] = self.authHandshakes()
 
     # -- profiling ------------------------------------------------------------
 
