@@ -1,8 +1,8 @@
 """
-The credentials scenario 10 needs, all made before anything is timed: an
-HS256 secret, an RS256 key pair and one signed token per client (offered
-as the subprotocol C{bearer.<base64url token>}, as a browser would), each
-in a file of a temporary directory.
+The credentials scenarios 10 to 12 need, all made before anything is
+timed: an HS256 secret, an RS256 key pair, one signed token per client
+(offered as the subprotocol C{bearer.<base64url token>}, as a browser
+would) and a backend API key, each in a file of a temporary directory.
 """
 
 from __future__ import annotations
@@ -90,3 +90,13 @@ def writeClients(directory: Path, name: str, clients: list[dict[str, Any]]) -> P
     path.write_text(json.dumps(clients))
     return path
 
+
+def writeAPIKey(directory: Path) -> tuple[Path, str]:
+    """
+    A fresh backend API key (the service takes 16 characters or more) in a
+    file for C{--api-key-file}, and the key.
+    """
+    key = secrets.token_hex(24)
+    path = directory / "api.keys"
+    path.write_text(key + "\n")
+    return path, key

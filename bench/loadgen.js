@@ -10,13 +10,15 @@
 //   ERROR <text>       anything unexpected (unexpected closes, bad frames)
 //
 // Modes: fanout, echo, idle (raw clients held open for their memory),
-// handshakes (raw clients connecting as fast as the server takes them) and
-// storm (a room that drops and reconnects at once).
+// handshakes (raw clients connecting as fast as the server takes them),
+// storm (a room that drops and reconnects at once) and publish (a backend
+// POSTing to our HTTP API while chat clients receive).
 //
 // Every phase is bounded in time; the process exits by itself.
 'use strict';
 
 const fs = require('fs');
+const http = require('http');
 const path = require('path');
 const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
 const { performance } = require('perf_hooks');
@@ -612,6 +614,141 @@ async function storm() {
   return out;
 }
 
+// A condition waited for without polling: whatever changes what `test`
+// reads calls check(); wait(ms) resolves true once the test holds, or false
+// after ms.
+class Condition {
+  constructor(test) { this.test = test; this.waiters = []; }
+  check() {
+    if (this.waiters.length && this.test()) for (const w of this.waiters.splice(0)) w(true);
+  }
+  wait(ms) {
+    if (this.test()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (v) => { clearTimeout(timer); resolve(v); };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      this.waiters.push(done);
+    });
+  }
+}
+
+// Our backend API: POST /api/rooms/<room of cfg.url>/publish with the bench
+// message `message`, authorised by cfg.apiKey, over `agent`'s kept-alive
+// connections.  Resolves {status, body, us} (status 0: no answer).
+function apiRoom() { return decodeURIComponent(new URL(cfg.url).pathname.slice(1)); }
+function apiPublish(agent, message) {
+  const u = new URL(cfg.url);
+  const body = JSON.stringify({ name: 'bench', message });
+  const started = nowUs();
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: u.hostname, port: +u.port, method: 'POST', agent,
+      path: `/api/rooms/${encodeURIComponent(apiRoom())}/publish`,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body),
+                 Authorization: `Bearer ${cfg.apiKey}` },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString(),
+                                    us: nowUs() - started }));
+      res.on('error', (e) => resolve({ status: 0, body: e.message, us: nowUs() - started }));
+    });
+    req.setTimeout((cfg.attemptTimeout || 30) * 1000, () => req.destroy(new Error('timed out')));
+    req.on('error', (e) => resolve({ status: 0, body: e.message, us: nowUs() - started }));
+    req.end(body);
+  });
+}
+function keptAlive(sockets) { return new http.Agent({ keepAlive: true, maxSockets: sockets }); }
+// Counts an API call that was not answered 200, by status, with the first
+// few answers as ERROR lines.
+function apiFailed(failures, answer) {
+  const key = answer.status ? `HTTP ${answer.status}` : `no answer: ${answer.body}`;
+  failures[key] = (failures[key] || 0) + 1;
+  if (Object.values(failures).reduce((a, b) => a + b, 0) <= 3) {
+    error(`publish answered ${key}: ${answer.body.slice(0, 200)}`);
+  }
+}
+
+// cfg.clients chat members of one room (the `ws` client) receive what a
+// backend publishes through the API: cfg.inFlight calls at a time, each
+// on its kept-alive connection, for cfg.duration seconds after
+// cfg.warmup.  Each message says when its call started, so a member
+// measures the API-to-delivery latency; every member must get every
+// published message once, in room seq order.
+async function publish() {
+  const n = cfg.clients, inFlight = cfg.inFlight || 16;
+  const apiHist = new Histogram(), deliveryHist = new Histogram(), failures = {};
+  let inWindow = false, windowCalls = 0, windowDeliveries = 0, running = true;
+  let issued = 0, published = 0, unique = 0, duplicated = 0, stray = 0;
+  // Which published message (by the number it was issued with) each member has.
+  const capacity = () => Math.max(1024, issued);
+  const onMessage = (ws, text) => {
+    const m = parse(text);
+    if (m === null) { lastOther = performance.now(); roomFrame(ws, text); return; }
+    roomSeq(ws, seqOf(text));
+    if (!ws.got || ws.got.length < capacity()) {
+      const grown = new Uint8Array(2 * capacity());
+      if (ws.got) grown.set(ws.got);
+      ws.got = grown;
+    }
+    if (m.seq >= issued) stray++;
+    else if (ws.got[m.seq]) duplicated++;
+    else { ws.got[m.seq] = 1; unique++; }
+    if (inWindow) { windowDeliveries++; deliveryHist.add(nowUs() - m.t); }
+    drained.check();
+  };
+  const drained = new Condition(() => unique >= published * n);
+  const fillCpu0 = process.cpuUsage(), t0 = performance.now();
+  const members = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
+  if (members.length < n) error(`only ${members.length}/${n} members connected`);
+  const counted = await countsRight(members, (cfg.settleMax || 60) * 1000, 0);
+  await settle(cfg.quietMs || 500, (cfg.settleMax || 60) * 1000);
+  const fillSecs = (performance.now() - t0) / 1000, fillLgCpu = cpuMs(fillCpu0) / 1000 / fillSecs;
+  const agent = keptAlive(inFlight);
+  async function publisher() {
+    while (running) {
+      const seq = issued++;
+      const answer = await apiPublish(agent, payload(0, seq));
+      if (answer.status === 200) {
+        published++;
+        if (inWindow) { windowCalls++; apiHist.add(answer.us); }
+      } else {
+        apiFailed(failures, answer);
+      }
+    }
+  }
+  const publishers = Array.from({ length: inFlight }, publisher);
+  await sleep((cfg.warmup || 1) * 1000);
+  const cpu0 = process.cpuUsage(), w0 = performance.now();
+  inWindow = true;
+  mark('start');
+  await sleep(cfg.duration * 1000);
+  mark('end');
+  inWindow = false;
+  const wall = (performance.now() - w0) / 1000, lgCpu = cpuMs(cpu0) / 1000;
+  running = false;
+  await Promise.all(publishers);
+  agent.destroy();
+  const complete = await drained.wait((cfg.drain || 10) * 1000);
+  stopping = true;
+  return {
+    clients: members.length, in_flight: inFlight, fill_s: fillSecs,
+    fill_wrong_counts: counted.wrong, fill_loadgen_cpu_share: fillLgCpu, window_s: wall,
+    publishes_in_window: windowCalls, publishes_per_s: windowCalls / wall,
+    deliveries_in_window: windowDeliveries, deliveries_per_s: windowDeliveries / wall,
+    api_p50_us: apiHist.quantile(0.5), api_p99_us: apiHist.quantile(0.99),
+    p50_us: deliveryHist.quantile(0.5), p99_us: deliveryHist.quantile(0.99),
+    issued, published, failed_calls: issued - published, failures,
+    expected: published * members.length, received: unique + duplicated,
+    lost: published * members.length - unique, duplicated, stray, drained: complete,
+    out_of_order: null, room_seq_gaps: room.seqGaps,
+    loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
+  };
+}
+
 async function idle() {
   const n = cfg.clients;
   const rooms = cfg.rooms || 1;
@@ -650,7 +787,7 @@ const hardStop = setTimeout(() => {
   process.exit(2);
 }, (cfg.timeLimit || 300) * 1000);
 
-({ fanout, echo, idle, handshakes, storm })[cfg.mode]().then((result) => {
+({ fanout, echo, idle, handshakes, storm, publish })[cfg.mode]().then((result) => {
   result.errors = errors;
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
   clearTimeout(hardStop);

@@ -125,7 +125,7 @@ def _ratio(a: Any, b: Any) -> str:
 #: scenarios that did not run (C{--scenarios}).
 SCENARIO_KEYS = {"fanout": 1, "fixed_rate": 2, "echo": 3, "idle": 4, "scale": 5,
                  "workers2_redis": 6, "room_handshakes": 7, "echo_handshakes": 8,
-                 "reconnect_storm": 9, "auth_handshakes": 10}
+                 "reconnect_storm": 9, "auth_handshakes": 10, "api_publish": 11}
 
 
 def table(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -242,6 +242,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     _workersRows(results, plan, row, rows.append, checked)
     _handshakeRows(results, plan, row, rows.append)
     _authRows(results.get("auth_handshakes"), plan, row, rows.append)
+    _apiRows(results.get("api_publish"), plan, row, rows.append)
     ran = {str(number) for key, number in SCENARIO_KEYS.items() if key in results}
     rows = [r for r in rows if r[0].split(" ", 1)[0] in ran]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -463,6 +464,68 @@ def _authRows(auth: dict[str, Any] | None, plan: Plan, row: Callable[..., None],
          _each(runs, "loadgen_cpu_share", pct), "", "", "", ""))
     add(("10 other load on the server core, no auth / HS256 / RS256",
          _each(runs, "foreign_cpu_share", pct), "", "", "", ""))
+
+
+def _apiRows(api: dict[str, Any] | None, plan: Plan, row: Callable[..., None],
+             add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 11: the backend API publishing into one room, on one process,
+    and on C{--workers 2} with Redis against that one process.
+    """
+    if api is None:
+        return
+    o = api.get("one_process") or {}
+    row(f"11 API publish into a room of {plan.apiSubscribers} ({plan.apiInFlight} calls in "
+        "flight, kept alive), one process: publishes/s", o.get("publishes_per_s"), None)
+    row("11 one process: deliveries/s", o.get("deliveries_per_s"), None)
+    row("11 one process: server CPU per publish (us)", o.get("cpu_us_per_publish"), None,
+        fmt=cost)
+    row("11 one process: API call latency p50", o.get("api_p50_us"), None, fmt=ms)
+    row("11 one process: API call latency p99", o.get("api_p99_us"), None, fmt=ms)
+    row("11 one process: API call to delivery latency p50", o.get("p50_us"), None, fmt=ms)
+    row("11 one process: API call to delivery latency p99", o.get("p99_us"), None, fmt=ms)
+    _publishChecks(add, "11 one process", o)
+    row("11 one process: server CPU share", o.get("server_cpu_share"), None, fmt=pct)
+    row("11 one process: load generator CPU share", o.get("loadgen_cpu_share"), None, fmt=pct)
+    row("11 one process: other load on the server core", o.get("foreign_cpu_share"), None,
+        fmt=pct)
+    w = api.get("workers") or {}
+    if w.get("skipped"):
+        add(("11 --workers 2 with Redis", f"skipped: {w['skipped']}", "", "", "", ""))
+        return
+    label = "11 2 workers + Redis"
+    _versus(add, f"{label}: publishes/s, 2 workers / 1 process", w.get("publishes_per_s"),
+            o.get("publishes_per_s"), num)
+    _versus(add, f"{label}: CPU per publish, all processes, 2 workers / 1 process (us)",
+            w.get("cpu_us_per_publish"), o.get("cpu_us_per_publish"), cost)
+    split = w.get("cpu_us_per_publish_by_process") or {}
+    add((f"{label}: CPU per publish: supervisor / workers / Redis (us)",
+         " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
+         "", "", "", ""))
+    for key, what in (("api_p50_us", "API call latency p50"),
+                      ("api_p99_us", "API call latency p99"),
+                      ("p50_us", "API call to delivery latency p50"),
+                      ("p99_us", "API call to delivery latency p99")):
+        _versus(add, f"{label}: {what}, 2 workers / 1 process", w.get(key), o.get(key), ms)
+    _publishChecks(add, label, w)
+    spread = w.get("clients_per_worker")
+    add((f"{label}: members per worker", _spreadCell(w), "", "", "every worker > 0",
+         "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    row(f"{label}: load generator CPU share", w.get("loadgen_cpu_share"), None, fmt=pct)
+    row(f"{label}: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
+        fmt=pct)
+
+
+def _publishChecks(add: Callable[[tuple[str, ...]], None], label: str,
+                   r: dict[str, Any]) -> None:
+    """
+    What scenario 11's members missed or got wrong, and the API calls that
+    were not answered 200.
+    """
+    add((f"{label}: lost / duplicated / - / room seq gaps", integrity(r), "", "", "all 0",
+         _met(integrityOk(r))))
+    add((f"{label}: API calls not answered 200 (of {whole(r.get('issued'))})",
+         whole(r.get("failed_calls")), "", "", "0", _met(_zero(r.get("failed_calls")))))
 
 
 def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:

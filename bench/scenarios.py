@@ -1,5 +1,5 @@
 """
-The ten scenarios and the profiling runs, at the sizes of a L{Plan}:
+The eleven scenarios and the profiling runs, at the sizes of a L{Plan}:
 L{Bench} starts each server, drives the load, and keeps the figures,
 notes and errors for the report.
 """
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from bench.identity import signedClients, writeClients, writeKeyPair, writeSecret
+from bench.identity import signedClients, writeAPIKey, writeClients, writeKeyPair, writeSecret
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
 from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
@@ -54,6 +54,11 @@ class Plan:
     #: Scenario 10: chat clients with a token each, spread over this many rooms.
     authClients: int = 10000
     authRooms: int = 100
+    #: Scenario 11: members of one room receiving what the backend publishes,
+    #: and the API calls in flight at once (one kept-alive connection each).
+    apiSubscribers: int = 100
+    apiInFlight: int = 16
+    apiSeconds: float = 6
     #: Longest wait for every member's count to be right.
     countWait: float = 30
     window: int = 4
@@ -69,7 +74,7 @@ QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
              scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False,
              roomClients=300, echoConnections=300, stormClients=200, countWait=10,
-             authClients=300, authRooms=4)
+             authClients=300, authRooms=4, apiSubscribers=20, apiSeconds=1.5)
 
 #: How scenario 9's members drop: the TCP socket closed with no WebSocket
 #: close handshake, as when a client's process dies (loadgen.js also has
@@ -447,7 +452,52 @@ class Bench:
                  f"{time.monotonic() - started:.1f}s (not timed)")
         return writeClients(directory, algorithm, clients)
 
-    def runAll(self, scenarios: set[int] = frozenset(range(1, 11))) -> None:
+    def apiPublishing(self) -> dict[str, Any]:
+        """
+        Scenario 11: a backend publishing through the API (C{apiInFlight}
+        calls at once) into a room of C{apiSubscribers} chat members, on one
+        process and on C{--workers 2} with a throwaway redis-server (skipped
+        without one).
+        """
+        with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+            keyFile, key = writeAPIKey(Path(tmp))
+            args = (*self.serverArgs, "--api-key-file", str(keyFile))
+            out = {"one_process": self._publish("1 process", lambda: ours(self.python, args), key)}
+            redis = shutil.which("redis-server")
+            if redis is None:
+                self.notes.append("scenario 11 on --workers 2 skipped: redis-server not found")
+                out["workers"] = {"skipped": "redis-server not found on PATH"}
+            else:
+                out["workers"] = self._publish("2 workers", lambda: WorkerPool(
+                    self.python, redis, workers=2, serverArgs=args), key)
+        return out
+
+    def _publish(self, key: str, make: Callable[[], Server], apiKey: str) -> dict[str, Any]:
+        p = self.plan
+        config = dict(url="ws://127.0.0.1:PORT/news", protocol="chat", chat=True, mode="publish",
+                      clients=p.apiSubscribers, inFlight=p.apiInFlight, duration=p.apiSeconds,
+                      warmup=1 if p.apiSeconds > 2 else 0.5, apiKey=apiKey, concurrency=50,
+                      drain=10, settleMax=60, connectTimeout=60, attemptTimeout=30)
+        run = self._quietest(lambda: self._with(make(), config, timeLimit=200 + p.apiSeconds),
+                             retry=True)
+        r = serverCost(run, "publishes_in_window", "cpu_us_per_publish")
+        r.update(run.serverInfo)
+        if r.get("failures"):
+            self.notes.append(f"scenario 11, {key}: API calls not answered 200: "
+                              + "; ".join(f"{v} x {k}" for k, v in r["failures"].items()))
+        self.log(f"  {key:9} {r.get('clients')} members, {p.apiInFlight} calls in flight: "
+                 f"{num(r.get('publishes_per_s'))} publishes/s "
+                 f"({num(r.get('deliveries_per_s'))} deliveries/s), "
+                 f"{num(r.get('cpu_us_per_publish'))} us CPU/publish, API p50 "
+                 f"{ms(r.get('api_p50_us'))} p99 {ms(r.get('api_p99_us'))}, delivery p50 "
+                 f"{ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, lost/dup/-/room gaps "
+                 f"{integrity(r)}, failed calls {r.get('failed_calls')}, server CPU "
+                 f"{pct(r.get('server_cpu_share'))}, loadgen CPU {pct(r.get('loadgen_cpu_share'))}"
+                 f", other load on server core(s) {pct(r.get('foreign_cpu_share'))}"
+                 + spreadNote(r))
+        return r
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 12))) -> None:
         """
         Run the scenarios; one that fails is reported and the rest still run.
         """
@@ -502,6 +552,10 @@ class Bench:
             self.log(f"[10] {p.authClients} chat clients with a token each into {p.authRooms} "
                      f"rooms, {p.handshakeConcurrency} handshakes in flight: no auth, HS256, RS256")
             self.results["auth_handshakes"] = self.authHandshakes()
+        if 11 in scenarios:
+            self.log(f"[11] backend API: {p.apiInFlight} publishes in flight into a room of "
+                     f"{p.apiSubscribers} members, one process and --workers 2 with Redis")
+            self.results["api_publish"] = self.apiPublishing()
 
     # -- profiling ------------------------------------------------------------
 
