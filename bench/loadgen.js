@@ -11,8 +11,9 @@
 //
 // Modes: fanout, echo, idle (raw clients held open for their memory),
 // handshakes (raw clients connecting as fast as the server takes them),
-// storm (a room that drops and reconnects at once) and publish (a backend
-// POSTing to our HTTP API while chat clients receive).
+// storm (a room that drops and reconnects at once), publish (a backend
+// POSTing to our HTTP API while chat clients receive) and recover (a storm
+// whose members come back with ?since=&epoch= and must get what they missed).
 //
 // Every phase is bounded in time; the process exits by itself.
 'use strict';
@@ -171,6 +172,7 @@ function roomFrame(member, text) {
     member.countAt = performance.now();
   }
   if (event.type === 'presence') room.presenceEvents++;
+  if (typeof event.epoch === 'string') member.epoch = event.epoch;
   if (typeof event.seq === 'number') roomSeq(member, event.seq);
 }
 // The room seq of one of our message frames, which ends with "seq":N}.
@@ -749,6 +751,151 @@ async function publish() {
   };
 }
 
+// What a member of a recovery storm (cfg.mode recover) makes of each frame
+// once it is back, in `phase`: "first" (the resumed or welcome frame),
+// "replay" (the missed events: exactly since+1 .. the resumed seq, in
+// order), "history" (a plain welcome's history), then "live" (seq by one).
+// A member is done once it has what it missed; `storm` keeps the tallies
+// and the published seqs it must find.
+function recoveryFrame(storm, sock, text) {
+  let event;
+  try { event = JSON.parse(text); } catch (e) { return; }
+  if (event === null || typeof event !== 'object') return;
+  if (typeof event.count === 'number') {
+    sock.count = event.count;
+    sock.countAt = performance.now();
+  }
+  if (sock.phase === 'first') firstFrame(storm, sock, event);
+  else if (sock.phase === 'replay') replayFrame(storm, sock, event);
+  else if (sock.phase === 'history') historyFrame(storm, sock, event);
+  else if (typeof event.seq === 'number') {
+    if (event.seq !== sock.lastSeq + 1) storm.liveGaps++;
+    sock.lastSeq = event.seq;
+  }
+}
+function firstFrame(storm, sock, event) {
+  if (event.type === 'resumed' && event.recovered === true) {
+    storm.recovered++;
+    storm.missedTotal += event.missed;
+    Object.assign(sock, { phase: 'replay', resumedSeq: event.seq, missed: event.missed,
+                          replayed: 0, lastSeq: sock.since });
+    if (event.missed === 0) recoveryDone(storm, sock);
+  } else if (event.type === 'resumed') {
+    storm.notRecovered++;
+  } else if (event.type === 'welcome') {
+    Object.assign(sock, { phase: 'history', lastSeq: event.seq });
+  }
+}
+function replayFrame(storm, sock, event) {
+  if (typeof event.seq !== 'number') { sock.wrong++; return; }
+  if (event.seq !== sock.lastSeq + 1) sock.wrong++;
+  sock.lastSeq = Math.max(sock.lastSeq, event.seq);
+  sock.replayed++;
+  if (storm.published.has(event.seq) && event.source === 'api') sock.found++;
+  if (sock.replayed >= sock.missed || event.seq >= sock.resumedSeq) recoveryDone(storm, sock);
+}
+function historyFrame(storm, sock, event) {
+  if (event.type === 'history') {
+    for (const m of event.messages || []) if (storm.published.has(m.seq)) sock.found++;
+  } else if (typeof event.seq === 'number') {
+    // No history came: what was published is not there.
+    sock.lastSeq = event.seq;
+  }
+  recoveryDone(storm, sock);
+}
+// A member has what it missed: the time it took, and whether it is exact
+// (every published message, no seq skipped or twice; when resuming, the
+// room recovered it and replayed as many events as it announced).
+function recoveryDone(storm, sock) {
+  sock.phase = 'live';
+  const replayedAll = sock.missed === undefined
+    ? !storm.resume : sock.replayed === sock.missed && sock.lastSeq === sock.resumedSeq;
+  const exact = sock.found === storm.published.size && sock.wrong === 0 && replayedAll;
+  if (exact) storm.exact++;
+  else if (storm.inexact++ < 3) {
+    error(`member ${sock.index}: found ${sock.found} of ${storm.published.size} published, ` +
+          `${sock.wrong} seqs wrong, replayed ${sock.replayed} of ${sock.missed}`);
+  }
+  storm.done++;
+  storm.lastDone = performance.now();
+  storm.hist.add((storm.lastDone - sock.startedAt) * 1000);
+  storm.allDone.check();
+}
+
+// cfg.clients members join one room (at most cfg.concurrency in flight)
+// and note their last seq and epoch; once every count is right, all drop at
+// once (cfg.drop), cfg.missed messages are published through the API while
+// they are away, and all reconnect at once (cfg.stormConcurrency in
+// flight, default: all), with ?since=&epoch= when cfg.resume, else as
+// newcomers.  Measured: until every member has what it missed (recovered:
+// the resumed frame and the missed events; not: the welcome and history).
+async function recover() {
+  const fillFailures = {}, failures = {};
+  const t0 = performance.now();
+  const first = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
+                              attemptOpts(null, fillFailures));
+  const members = first.sockets, n = members.length;
+  const out = { clients: n, fill_failed: first.failed, fill_failures: fillFailures,
+                drop: cfg.drop || 'destroy', resume: !!cfg.resume, missed_published: 0 };
+  const counted = await countsRight(members, (cfg.countWait || 30) * 1000);
+  out.fill_wrong_counts = counted.wrong;
+  out.fill_seq_gaps = room.seqGaps;
+  out.fill_s = (performance.now() - t0) / 1000;
+  const storm = { resume: !!cfg.resume, published: new Set(), hist: new Histogram(),
+                  recovered: 0, notRecovered: 0,
+                  missedTotal: 0, exact: 0, inexact: 0, done: 0, liveGaps: 0, lastDone: null };
+  storm.allDone = new Condition(() => storm.done >= n);
+  mark('drop');
+  for (const s of members) drop(s, cfg.drop || 'destroy');
+  const agent = keptAlive(1), apiFailures = {};
+  for (let k = 0; k < (cfg.missed || 0); k++) {
+    const answer = await apiPublish(agent, payload(0, k));
+    if (answer.status === 200) storm.published.add(JSON.parse(answer.body).seq);
+    else apiFailed(apiFailures, answer);
+  }
+  agent.destroy();
+  out.missed_published = storm.published.size;
+  out.publish_failures = apiFailures;
+  const back = (i) => {
+    const m = members[i];
+    if (!cfg.resume || m.roomSeq === undefined || !m.epoch) return cfg.url;
+    return `${cfg.url}?since=${m.roomSeq}&epoch=${encodeURIComponent(m.epoch)}`;
+  };
+  const opts = attemptOpts(new Histogram(), failures);
+  opts.onText = (sock, text) => {
+    if (sock.phase === undefined) {
+      Object.assign(sock, { phase: 'first', since: members[sock.index].roomSeq, wrong: 0,
+                            found: 0 });
+    }
+    recoveryFrame(storm, sock, text);
+  };
+  const cpu0 = process.cpuUsage();
+  mark('reconnect');
+  const reconnected = performance.now();
+  const again = await rawFill(n, back, cfg.stormConcurrency || n, opts);
+  const complete = await storm.allDone.wait((cfg.countWait || 30) * 1000);
+  mark('recovered');
+  const secs = (performance.now() - reconnected) / 1000;
+  Object.assign(out, {
+    reconnected: again.sockets.length, failed: again.failed, failures, all_done: complete,
+    done: storm.done, recovered: storm.recovered, not_recovered: storm.notRecovered,
+    exact: storm.exact, exact_share: n ? storm.exact / n : null,
+    missed_per_member: storm.recovered ? storm.missedTotal / storm.recovered : null,
+    all_recovered_s: storm.lastDone === null ? null : (storm.lastDone - reconnected) / 1000,
+    p50_us: storm.hist.quantile(0.5), p99_us: storm.hist.quantile(0.99),
+    first_frame_p50_us: opts.hist.quantile(0.5), first_frame_p99_us: opts.hist.quantile(0.99),
+    loadgen_cpu_share: cpuMs(cpu0) / 1000 / secs,
+  });
+  const c = await countsRight(again.sockets, (cfg.countWait || 30) * 1000);
+  mark('counted');
+  out.wrong_counts = c.wrong;
+  out.live_seq_gaps = storm.liveGaps;
+  await sleep(300);
+  stopping = true;
+  out.unexpected_closes = closedUnexpectedly;
+  return out;
+}
+
 async function idle() {
   const n = cfg.clients;
   const rooms = cfg.rooms || 1;
@@ -787,7 +934,7 @@ const hardStop = setTimeout(() => {
   process.exit(2);
 }, (cfg.timeLimit || 300) * 1000);
 
-({ fanout, echo, idle, handshakes, storm, publish })[cfg.mode]().then((result) => {
+({ fanout, echo, idle, handshakes, storm, publish, recover })[cfg.mode]().then((result) => {
   result.errors = errors;
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
   clearTimeout(hardStop);

@@ -125,7 +125,8 @@ def _ratio(a: Any, b: Any) -> str:
 #: scenarios that did not run (C{--scenarios}).
 SCENARIO_KEYS = {"fanout": 1, "fixed_rate": 2, "echo": 3, "idle": 4, "scale": 5,
                  "workers2_redis": 6, "room_handshakes": 7, "echo_handshakes": 8,
-                 "reconnect_storm": 9, "auth_handshakes": 10, "api_publish": 11}
+                 "reconnect_storm": 9, "auth_handshakes": 10, "api_publish": 11,
+                 "recovery_storm": 12}
 
 
 def table(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -243,6 +244,7 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
     _handshakeRows(results, plan, row, rows.append)
     _authRows(results.get("auth_handshakes"), plan, row, rows.append)
     _apiRows(results.get("api_publish"), plan, row, rows.append)
+    _recoveryRows(results.get("recovery_storm"), plan, rows.append)
     ran = {str(number) for key, number in SCENARIO_KEYS.items() if key in results}
     rows = [r for r in rows if r[0].split(" ", 1)[0] in ran]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -526,6 +528,68 @@ def _publishChecks(add: Callable[[tuple[str, ...]], None], label: str,
          _met(integrityOk(r))))
     add((f"{label}: API calls not answered 200 (of {whole(r.get('issued'))})",
          whole(r.get("failed_calls")), "", "", "0", _met(_zero(r.get("failed_calls")))))
+
+
+def _recoveryRows(storm: dict[str, Any] | None, plan: Plan,
+                  add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 12: a storm that comes back with C{?since=} against the same
+    storm coming back as newcomers (the reference), then on C{--workers 2}.
+    """
+    if storm is None:
+        return
+    s, n = storm.get("since") or {}, storm.get("plain") or {}
+    missed = s.get("missed_published", plan.missedMessages)
+    _versus(add, f"12 recovery storm, {plan.stormClients} members ({s.get('drop', '-')}), "
+            f"{missed} missed: until all have it (s), since / newcomers",
+            s.get("all_recovered_s"), n.get("all_recovered_s"), seconds)
+    for q in ("p50", "p99"):
+        _versus(add, f"12 storm: per-member recovery {q}, since / newcomers", s.get(f"{q}_us"),
+                n.get(f"{q}_us"), ms)
+    add((f"12 storm: recovered exactly (every missed seq once, all {missed} messages)",
+         f"{whole(s.get('exact'))} of {whole(s.get('clients'))} "
+         f"({pct(s.get('exact_share'))})", "", "", "100%",
+         _met(None if s.get("exact_share") is None else s["exact_share"] == 1)))
+    add(("12 storm: not recovered / failed reconnects / live seq gaps / wrong counts",
+         " / ".join(whole(s.get(k)) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                               "wrong_counts")),
+         "", "", "0 / 0 / 0 / 0",
+         _met(_zero(*(s.get(k) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                          "wrong_counts"))))))
+    add((f"12 storm: newcomers with all {missed} messages in their history",
+         f"{whole(n.get('exact'))} of {whole(n.get('clients'))}", "", "", "all",
+         _met(None if n.get("exact_share") is None else n["exact_share"] == 1)))
+    add(("12 storm: events replayed per member", num(s.get("missed_per_member")), "", "", "",
+         ""))
+    _versus(add, "12 storm: server CPU per reconnect (us), since / newcomers",
+            s.get("server_cpu_us_per_handshake"), n.get("server_cpu_us_per_handshake"), num)
+    _versus(add, "12 storm: server CPU share, since / newcomers", s.get("server_cpu_share"),
+            n.get("server_cpu_share"), pct)
+    _versus(add, "12 storm: load generator CPU share, since / newcomers",
+            s.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), pct)
+    w = storm.get("workers") or {}
+    if w.get("skipped"):
+        add(("12 --workers 2 with Redis", f"skipped: {w['skipped']}", "", "", "", ""))
+        return
+    label = "12 2 workers + Redis, since"
+    _versus(add, f"{label}: until all have it, 2 workers / 1 process (s)",
+            w.get("all_recovered_s"), s.get("all_recovered_s"), seconds)
+    _versus(add, f"{label}: per-member recovery p99, 2 workers / 1 process", w.get("p99_us"),
+            s.get("p99_us"), ms)
+    _versus(add, f"{label}: CPU per reconnect, all processes, 2 workers / 1 process (us)",
+            w.get("server_cpu_us_per_handshake"),
+            s.get("server_cpu_us_per_handshake"), num)
+    add((f"{label}: recovered exactly", f"{whole(w.get('exact'))} of "
+         f"{whole(w.get('clients'))} ({pct(w.get('exact_share'))})", "", "", "100%",
+         _met(None if w.get("exact_share") is None else w["exact_share"] == 1)))
+    add((f"{label}: not recovered / failed / live seq gaps / wrong counts",
+         " / ".join(whole(w.get(k)) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                               "wrong_counts")),
+         "", "", "0 / 0 / 0 / 0",
+         _met(_zero(*(w.get(k) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                          "wrong_counts"))))))
+    add((f"{label}: connections opened per worker (fill and storm)", _spreadCell(w), "", "", "",
+         ""))
 
 
 def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:

@@ -1,5 +1,5 @@
 """
-The eleven scenarios and the profiling runs, at the sizes of a L{Plan}:
+The twelve scenarios and the profiling runs, at the sizes of a L{Plan}:
 L{Bench} starts each server, drives the load, and keeps the figures,
 notes and errors for the report.
 """
@@ -59,6 +59,8 @@ class Plan:
     apiSubscribers: int = 100
     apiInFlight: int = 16
     apiSeconds: float = 6
+    #: Scenario 12: messages the backend publishes while the storm is away.
+    missedMessages: int = 20
     #: Longest wait for every member's count to be right.
     countWait: float = 30
     window: int = 4
@@ -74,7 +76,8 @@ QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
              scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False,
              roomClients=300, echoConnections=300, stormClients=200, countWait=10,
-             authClients=300, authRooms=4, apiSubscribers=20, apiSeconds=1.5)
+             authClients=300, authRooms=4, apiSubscribers=20, apiSeconds=1.5,
+             missedMessages=5)
 
 #: How scenario 9's members drop: the TCP socket closed with no WebSocket
 #: close handshake, as when a client's process dies (loadgen.js also has
@@ -302,8 +305,8 @@ class Bench:
     def _handshakes(self, key: str, make: Callable[[], Server], config: dict[str, Any],
                     window: tuple[str, str], retry: bool = False) -> dict[str, Any]:
         """
-        One run of the load generator's C{handshakes} or C{storm} mode: its
-        figures, with the server's CPU (per handshake, and its
+        One run of the load generator's C{handshakes}, C{storm} or C{recover}
+        mode: its figures, with the server's CPU (per handshake, and its
         share) and the other load on its core in the marks' C{window};
         C{retry}: measured again when that other load was high (see
         L{_quietest}).
@@ -313,7 +316,7 @@ class Bench:
                       connectTimeout=150, attemptTimeout=30)
         run = self._quietest(lambda: self._with(
             make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60), retry, window)
-        r = dict(run.result)
+        r = dict(run.result, **run.serverInfo)
         a, b = window
         n = r.get("reconnected", r.get("clients")) or 0
         if a in run.marks and b in run.marks and n:
@@ -497,7 +500,50 @@ class Bench:
                  + spreadNote(r))
         return r
 
-    def runAll(self, scenarios: set[int] = frozenset(range(1, 12))) -> None:
+    def recoveryStorm(self) -> dict[str, Any]:
+        """
+        Scenario 12: scenario 9's storm (our service with default options)
+        with C{missedMessages} published through the API while the members
+        are away; they come back with C{?since=&epoch=} and must recover
+        exactly what they missed, against the same storm coming back as
+        newcomers (welcome and history).  The resuming storm runs once more
+        on C{--workers 2} with Redis, when there is a redis-server.
+        """
+        self.notes.append("scenario 12: a member's recovery time runs from its TCP connect to "
+                          "its last missed event (since), or to its history (newcomers)")
+        with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+            keyFile, key = writeAPIKey(Path(tmp))
+            args = (*self.serverArgs, "--api-key-file", str(keyFile))
+            one = lambda: ours(self.python, args, lifted=False)  # noqa: E731
+            out = {"plain": self._recover("plain", one, key, resume=False),
+                   "since": self._recover("since", one, key, resume=True)}
+            redis = shutil.which("redis-server")
+            if redis is None:
+                out["workers"] = {"skipped": "redis-server not found on PATH"}
+            else:
+                out["workers"] = self._recover("2 workers", lambda: WorkerPool(
+                    self.python, redis, workers=2, serverArgs=args), key, resume=True)
+        return out
+
+    def _recover(self, key: str, make: Callable[[], Server], apiKey: str,
+                 resume: bool) -> dict[str, Any]:
+        p = self.plan
+        config = dict(url="ws://127.0.0.1:PORT/recovery", protocol="chat", chat=True,
+                      mode="recover", clients=p.stormClients, drop=STORM_DROP, resume=resume,
+                      missed=p.missedMessages, apiKey=apiKey)
+        r = self._handshakes(key, make, config, ("reconnect", "recovered"))
+        self.log(f"  {key:9} {r.get('clients')} members back "
+                 f"{'with since' if resume else 'as newcomers'}, {r.get('missed_published')} "
+                 f"missed: {r.get('exact')} exact ({pct(r.get('exact_share'))}, recovered "
+                 f"{r.get('recovered')}, not {r.get('not_recovered')}), all in "
+                 f"{num(r.get('all_recovered_s'), 2)}s, p50 {ms(r.get('p50_us'))} p99 "
+                 f"{ms(r.get('p99_us'))}, {num(r.get('missed_per_member'))} events replayed "
+                 f"each, failed {r.get('failed')}, {num(r.get('server_cpu_us_per_handshake'))} us "
+                 f"CPU/reconnect, server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                 f"{pct(r.get('loadgen_cpu_share'))}" + spreadNote(r))
+        return r
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 13))) -> None:
         """
         Run the scenarios; one that fails is reported and the rest still run.
         """
@@ -556,6 +602,10 @@ class Bench:
             self.log(f"[11] backend API: {p.apiInFlight} publishes in flight into a room of "
                      f"{p.apiSubscribers} members, one process and --workers 2 with Redis")
             self.results["api_publish"] = self.apiPublishing()
+        if 12 in scenarios:
+            self.log(f"[12] recovery storm: {p.stormClients} members drop ({STORM_DROP}), "
+                     f"{p.missedMessages} messages are published, all come back with ?since=")
+            self.results["recovery_storm"] = self.recoveryStorm()
 
     # -- profiling ------------------------------------------------------------
 
