@@ -10,12 +10,16 @@
 //   ERROR <text>       anything unexpected (unexpected closes, bad frames)
 //
 // Modes: fanout, echo, idle (raw clients held open for their memory),
-// handshakes (raw clients connecting as fast as the server takes them) and
-// storm (a room that drops and reconnects at once).
+// handshakes (raw clients connecting as fast as the server takes them),
+// storm (a room that drops and reconnects at once), publish (a backend
+// POSTing to our HTTP API while chat clients receive) and recover (a storm
+// whose members come back with ?since=&epoch= and must get what they missed).
 //
 // Every phase is bounded in time; the process exits by itself.
 'use strict';
 
+const fs = require('fs');
+const http = require('http');
 const path = require('path');
 const WebSocket = require(path.join(__dirname, 'node_modules', 'ws'));
 const { performance } = require('perf_hooks');
@@ -82,9 +86,18 @@ let stopping = false;
 // (cfg.headers, e.g. Authorization) and query parameters (cfg.query, e.g.
 // token, since, epoch), so later scenarios can authenticate or resume
 // without a new client.
-function protocols() {
+//
+// cfg.clientsFile names a JSON list with one entry per client, {offers,
+// user}: the subprotocols client i offers besides (its own "bearer.<token>",
+// too many to pass on the command line) and the user its welcome must name.
+const perClient = cfg.clientsFile ? JSON.parse(fs.readFileSync(cfg.clientsFile, 'utf8')) : null;
+function clientEntry(index) {
+  return perClient && index !== undefined ? perClient[index % perClient.length] : null;
+}
+function protocols(index) {
   const main = cfg.protocols || (cfg.protocol ? [cfg.protocol] : []);
-  return [...main, ...(cfg.extraProtocols || [])];
+  const own = clientEntry(index);
+  return [...main, ...(cfg.extraProtocols || []), ...(own ? own.offers : [])];
 }
 function withQuery(url) {
   if (!cfg.query) return url;
@@ -93,9 +106,9 @@ function withQuery(url) {
   return u.toString();
 }
 
-function connect(url, onMessage) {
+function connect(url, onMessage, index) {
   return new Promise((resolve) => {
-    const ws = new WebSocket(withQuery(url), protocols(),
+    const ws = new WebSocket(withQuery(url), protocols(index),
                              { perMessageDeflate: false, headers: cfg.headers || {} });
     let done = false;
     const finish = (v) => { if (!done) { done = true; resolve(v); } };
@@ -124,7 +137,7 @@ async function connectAll(n, urlFor, onMessage, concurrency) {
   async function worker() {
     while (next < n && performance.now() < deadline) {
       const i = next++;
-      sockets[i] = await connect(urlFor(i), onMessage);
+      sockets[i] = await connect(urlFor(i), onMessage, i);
     }
   }
   await Promise.all(Array.from({ length: Math.min(concurrency, n) }, worker));
@@ -159,6 +172,7 @@ function roomFrame(member, text) {
     member.countAt = performance.now();
   }
   if (event.type === 'presence') room.presenceEvents++;
+  if (typeof event.epoch === 'string') member.epoch = event.epoch;
   if (typeof event.seq === 'number') roomSeq(member, event.seq);
 }
 // The room seq of one of our message frames, which ends with "seq":N}.
@@ -345,10 +359,12 @@ async function echo() {
 // nobody), hist (handshake latency, from the TCP connect to the greeting),
 // timeoutMs (per attempt), failures (an object counting failed attempts by
 // reason; without it a failure is an ERROR line), onText(sock, text).
+// `index` is the client's number, for what it offers (cfg.clientsFile); the
+// socket keeps it, and when its attempt started (startedAt).
 const net = require('net');
-function rawConnect(url, opts = {}) {
+function rawConnect(url, opts = {}, index) {
   const u = new URL(withQuery(url));
-  const offered = protocols();
+  const offered = protocols(index);
   const request = `GET ${u.pathname}${u.search} HTTP/1.1\r\nHost: ${u.host}\r\n` +
     'Upgrade: websocket\r\n' +
     'Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
@@ -360,6 +376,8 @@ function rawConnect(url, opts = {}) {
     const started = performance.now();
     const sock = net.connect({ host: u.hostname, port: +u.port });
     sock.setNoDelay(true);
+    sock.index = index;
+    sock.startedAt = started;
     let head = '', state = 0; // 0: waiting for the 101, 1: for the greeting, 2: open
     let settled = false, frames = null, fragments = null;
     const timer = opts.timeoutMs
@@ -462,7 +480,8 @@ async function rawFill(n, urlFor, concurrency, opts) {
   const deadline = t0 + (cfg.connectTimeout || 120) * 1000;
   async function worker() {
     while (next < n && performance.now() < deadline) {
-      const s = await rawConnect(urlFor(next++), opts);
+      const i = next++;
+      const s = await rawConnect(urlFor(i), opts, i);
       if (s) sockets.push(s); else failedCount++;
     }
   }
@@ -489,24 +508,54 @@ function attemptOpts(hist, failures) {
            onText: cfg.chat ? roomFrame : null };
 }
 
-// cfg.clients connections to cfg.url (one chat room, or echo), at most
-// cfg.concurrency in flight, as fast as the server takes them; for our
-// chat, then until every member's count is the room's size.
+// Wraps onText so that each socket's first frame, its welcome, is checked
+// to name the user of the client's token (cfg.clientsFile), or none for an
+// anonymous client; `tally` counts the right and the wrong ones.
+function checkingIdentity(tally, onText) {
+  return (sock, text) => {
+    if (!sock.identityChecked) {
+      sock.identityChecked = true;
+      const own = clientEntry(sock.index);
+      const want = own ? own.user : undefined;
+      let got = null;
+      try { got = JSON.parse(text).user; } catch (e) { got = null; }
+      if (got === want) tally.right++;
+      else {
+        tally.wrong++;
+        if (tally.wrong <= 3) error(`welcome names user ${got}, not ${want}`);
+      }
+    }
+    if (onText) onText(sock, text);
+  };
+}
+
+// cfg.clients connections to cfg.url (one chat room, or echo; cfg.rooms
+// spreads them over rooms <url>-0, <url>-1, ...), at most cfg.concurrency
+// in flight, as fast as the server takes them; for our chat in one room,
+// then until every member's count is the room's size.  cfg.checkIdentity:
+// every welcome must name the client's user (L{checkingIdentity}).
 async function handshakes() {
-  const hist = new Histogram(), failures = {};
+  const hist = new Histogram(), failures = {}, identities = { right: 0, wrong: 0 };
+  const rooms = cfg.rooms || 1;
+  const urlFor = (i) => (rooms > 1 ? `${cfg.url}-${i % rooms}` : cfg.url);
+  const opts = attemptOpts(hist, failures);
+  if (cfg.checkIdentity) opts.onText = checkingIdentity(identities, opts.onText);
   const cpu0 = process.cpuUsage();
   mark('start');
-  const got = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
-                            attemptOpts(hist, failures));
+  const got = await rawFill(cfg.clients, urlFor, cfg.concurrency || 200, opts);
   mark('connected');
   const lgCpu = cpuMs(cpu0) / 1000;
   const n = got.sockets.length;
   const out = {
-    clients: n, attempted: cfg.clients, failed: got.failed, failures,
+    clients: n, attempted: cfg.clients, failed: got.failed, failures, rooms,
     concurrency: cfg.concurrency || 200, connect_s: got.secs, handshakes_per_s: n / got.secs,
     p50_us: hist.quantile(0.5), p99_us: hist.quantile(0.99), loadgen_cpu_share: lgCpu / got.secs,
   };
-  if (cfg.chat && n) {
+  if (cfg.checkIdentity) {
+    out.identified = identities.right;
+    out.misidentified = identities.wrong;
+  }
+  if (cfg.chat && n && rooms === 1) {
     const c = await countsRight(got.sockets, (cfg.countWait || 30) * 1000);
     mark('counted');
     out.wrong_counts = c.wrong;
@@ -567,6 +616,286 @@ async function storm() {
   return out;
 }
 
+// A condition waited for without polling: whatever changes what `test`
+// reads calls check(); wait(ms) resolves true once the test holds, or false
+// after ms.
+class Condition {
+  constructor(test) { this.test = test; this.waiters = []; }
+  check() {
+    if (this.waiters.length && this.test()) for (const w of this.waiters.splice(0)) w(true);
+  }
+  wait(ms) {
+    if (this.test()) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const done = (v) => { clearTimeout(timer); resolve(v); };
+      const timer = setTimeout(() => {
+        this.waiters = this.waiters.filter((w) => w !== done);
+        resolve(false);
+      }, ms);
+      this.waiters.push(done);
+    });
+  }
+}
+
+// Our backend API: POST /api/rooms/<room of cfg.url>/publish with the bench
+// message `message`, authorised by cfg.apiKey, over `agent`'s kept-alive
+// connections.  Resolves {status, body, us} (status 0: no answer).
+function apiRoom() { return decodeURIComponent(new URL(cfg.url).pathname.slice(1)); }
+function apiPublish(agent, message) {
+  const u = new URL(cfg.url);
+  const body = JSON.stringify({ name: 'bench', message });
+  const started = nowUs();
+  return new Promise((resolve) => {
+    const req = http.request({
+      host: u.hostname, port: +u.port, method: 'POST', agent,
+      path: `/api/rooms/${encodeURIComponent(apiRoom())}/publish`,
+      headers: { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body),
+                 Authorization: `Bearer ${cfg.apiKey}` },
+    }, (res) => {
+      const chunks = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString(),
+                                    us: nowUs() - started }));
+      res.on('error', (e) => resolve({ status: 0, body: e.message, us: nowUs() - started }));
+    });
+    req.setTimeout((cfg.attemptTimeout || 30) * 1000, () => req.destroy(new Error('timed out')));
+    req.on('error', (e) => resolve({ status: 0, body: e.message, us: nowUs() - started }));
+    req.end(body);
+  });
+}
+function keptAlive(sockets) { return new http.Agent({ keepAlive: true, maxSockets: sockets }); }
+// Counts an API call that was not answered 200, by status, with the first
+// few answers as ERROR lines.
+function apiFailed(failures, answer) {
+  const key = answer.status ? `HTTP ${answer.status}` : `no answer: ${answer.body}`;
+  failures[key] = (failures[key] || 0) + 1;
+  if (Object.values(failures).reduce((a, b) => a + b, 0) <= 3) {
+    error(`publish answered ${key}: ${answer.body.slice(0, 200)}`);
+  }
+}
+
+// cfg.clients chat members of one room (the `ws` client) receive what a
+// backend publishes through the API: cfg.inFlight calls at a time, each
+// on its kept-alive connection, for cfg.duration seconds after
+// cfg.warmup.  Each message says when its call started, so a member
+// measures the API-to-delivery latency; every member must get every
+// published message once, in room seq order.
+async function publish() {
+  const n = cfg.clients, inFlight = cfg.inFlight || 16;
+  const apiHist = new Histogram(), deliveryHist = new Histogram(), failures = {};
+  let inWindow = false, windowCalls = 0, windowDeliveries = 0, running = true;
+  let issued = 0, published = 0, unique = 0, duplicated = 0, stray = 0;
+  // Which published message (by the number it was issued with) each member has.
+  const capacity = () => Math.max(1024, issued);
+  const onMessage = (ws, text) => {
+    const m = parse(text);
+    if (m === null) { lastOther = performance.now(); roomFrame(ws, text); return; }
+    roomSeq(ws, seqOf(text));
+    if (!ws.got || ws.got.length < capacity()) {
+      const grown = new Uint8Array(2 * capacity());
+      if (ws.got) grown.set(ws.got);
+      ws.got = grown;
+    }
+    if (m.seq >= issued) stray++;
+    else if (ws.got[m.seq]) duplicated++;
+    else { ws.got[m.seq] = 1; unique++; }
+    if (inWindow) { windowDeliveries++; deliveryHist.add(nowUs() - m.t); }
+    drained.check();
+  };
+  const drained = new Condition(() => unique >= published * n);
+  const fillCpu0 = process.cpuUsage(), t0 = performance.now();
+  const members = await connectAll(n, () => cfg.url, onMessage, cfg.concurrency || 50);
+  if (members.length < n) error(`only ${members.length}/${n} members connected`);
+  const counted = await countsRight(members, (cfg.settleMax || 60) * 1000, 0);
+  await settle(cfg.quietMs || 500, (cfg.settleMax || 60) * 1000);
+  const fillSecs = (performance.now() - t0) / 1000, fillLgCpu = cpuMs(fillCpu0) / 1000 / fillSecs;
+  const agent = keptAlive(inFlight);
+  async function publisher() {
+    while (running) {
+      const seq = issued++;
+      const answer = await apiPublish(agent, payload(0, seq));
+      if (answer.status === 200) {
+        published++;
+        if (inWindow) { windowCalls++; apiHist.add(answer.us); }
+      } else {
+        apiFailed(failures, answer);
+      }
+    }
+  }
+  const publishers = Array.from({ length: inFlight }, publisher);
+  await sleep((cfg.warmup || 1) * 1000);
+  const cpu0 = process.cpuUsage(), w0 = performance.now();
+  inWindow = true;
+  mark('start');
+  await sleep(cfg.duration * 1000);
+  mark('end');
+  inWindow = false;
+  const wall = (performance.now() - w0) / 1000, lgCpu = cpuMs(cpu0) / 1000;
+  running = false;
+  await Promise.all(publishers);
+  agent.destroy();
+  const complete = await drained.wait((cfg.drain || 10) * 1000);
+  stopping = true;
+  return {
+    clients: members.length, in_flight: inFlight, fill_s: fillSecs,
+    fill_wrong_counts: counted.wrong, fill_loadgen_cpu_share: fillLgCpu, window_s: wall,
+    publishes_in_window: windowCalls, publishes_per_s: windowCalls / wall,
+    deliveries_in_window: windowDeliveries, deliveries_per_s: windowDeliveries / wall,
+    api_p50_us: apiHist.quantile(0.5), api_p99_us: apiHist.quantile(0.99),
+    p50_us: deliveryHist.quantile(0.5), p99_us: deliveryHist.quantile(0.99),
+    issued, published, failed_calls: issued - published, failures,
+    expected: published * members.length, received: unique + duplicated,
+    lost: published * members.length - unique, duplicated, stray, drained: complete,
+    out_of_order: null, room_seq_gaps: room.seqGaps,
+    loadgen_cpu_share: lgCpu / wall, unexpected_closes: closedUnexpectedly,
+  };
+}
+
+// What a member of a recovery storm (cfg.mode recover) makes of each frame
+// once it is back, in `phase`: "first" (the resumed or welcome frame),
+// "replay" (the missed events: exactly since+1 .. the resumed seq, in
+// order), "history" (a plain welcome's history), then "live" (seq by one).
+// A member is done once it has what it missed; `storm` keeps the tallies
+// and the published seqs it must find.
+function recoveryFrame(storm, sock, text) {
+  let event;
+  try { event = JSON.parse(text); } catch (e) { return; }
+  if (event === null || typeof event !== 'object') return;
+  if (typeof event.count === 'number') {
+    sock.count = event.count;
+    sock.countAt = performance.now();
+  }
+  if (sock.phase === 'first') firstFrame(storm, sock, event);
+  else if (sock.phase === 'replay') replayFrame(storm, sock, event);
+  else if (sock.phase === 'history') historyFrame(storm, sock, event);
+  else if (typeof event.seq === 'number') {
+    if (event.seq !== sock.lastSeq + 1) storm.liveGaps++;
+    sock.lastSeq = event.seq;
+  }
+}
+function firstFrame(storm, sock, event) {
+  if (event.type === 'resumed' && event.recovered === true) {
+    storm.recovered++;
+    storm.missedTotal += event.missed;
+    Object.assign(sock, { phase: 'replay', resumedSeq: event.seq, missed: event.missed,
+                          replayed: 0, lastSeq: sock.since });
+    if (event.missed === 0) recoveryDone(storm, sock);
+  } else if (event.type === 'resumed') {
+    storm.notRecovered++;
+  } else if (event.type === 'welcome') {
+    Object.assign(sock, { phase: 'history', lastSeq: event.seq });
+  }
+}
+function replayFrame(storm, sock, event) {
+  if (typeof event.seq !== 'number') { sock.wrong++; return; }
+  if (event.seq !== sock.lastSeq + 1) sock.wrong++;
+  sock.lastSeq = Math.max(sock.lastSeq, event.seq);
+  sock.replayed++;
+  if (storm.published.has(event.seq) && event.source === 'api') sock.found++;
+  if (sock.replayed >= sock.missed || event.seq >= sock.resumedSeq) recoveryDone(storm, sock);
+}
+function historyFrame(storm, sock, event) {
+  if (event.type === 'history') {
+    for (const m of event.messages || []) if (storm.published.has(m.seq)) sock.found++;
+  } else if (typeof event.seq === 'number') {
+    // No history came: what was published is not there.
+    sock.lastSeq = event.seq;
+  }
+  recoveryDone(storm, sock);
+}
+// A member has what it missed: the time it took, and whether it is exact
+// (every published message, no seq skipped or twice; when resuming, the
+// room recovered it and replayed as many events as it announced).
+function recoveryDone(storm, sock) {
+  sock.phase = 'live';
+  const replayedAll = sock.missed === undefined
+    ? !storm.resume : sock.replayed === sock.missed && sock.lastSeq === sock.resumedSeq;
+  const exact = sock.found === storm.published.size && sock.wrong === 0 && replayedAll;
+  if (exact) storm.exact++;
+  else if (storm.inexact++ < 3) {
+    error(`member ${sock.index}: found ${sock.found} of ${storm.published.size} published, ` +
+          `${sock.wrong} seqs wrong, replayed ${sock.replayed} of ${sock.missed}`);
+  }
+  storm.done++;
+  storm.lastDone = performance.now();
+  storm.hist.add((storm.lastDone - sock.startedAt) * 1000);
+  storm.allDone.check();
+}
+
+// cfg.clients members join one room (at most cfg.concurrency in flight)
+// and note their last seq and epoch; once every count is right, all drop at
+// once (cfg.drop), cfg.missed messages are published through the API while
+// they are away, and all reconnect at once (cfg.stormConcurrency in
+// flight, default: all), with ?since=&epoch= when cfg.resume, else as
+// newcomers.  Measured: until every member has what it missed (recovered:
+// the resumed frame and the missed events; not: the welcome and history).
+async function recover() {
+  const fillFailures = {}, failures = {};
+  const t0 = performance.now();
+  const first = await rawFill(cfg.clients, () => cfg.url, cfg.concurrency || 200,
+                              attemptOpts(null, fillFailures));
+  const members = first.sockets, n = members.length;
+  const out = { clients: n, fill_failed: first.failed, fill_failures: fillFailures,
+                drop: cfg.drop || 'destroy', resume: !!cfg.resume, missed_published: 0 };
+  const counted = await countsRight(members, (cfg.countWait || 30) * 1000);
+  out.fill_wrong_counts = counted.wrong;
+  out.fill_seq_gaps = room.seqGaps;
+  out.fill_s = (performance.now() - t0) / 1000;
+  const storm = { resume: !!cfg.resume, published: new Set(), hist: new Histogram(),
+                  recovered: 0, notRecovered: 0,
+                  missedTotal: 0, exact: 0, inexact: 0, done: 0, liveGaps: 0, lastDone: null };
+  storm.allDone = new Condition(() => storm.done >= n);
+  mark('drop');
+  for (const s of members) drop(s, cfg.drop || 'destroy');
+  const agent = keptAlive(1), apiFailures = {};
+  for (let k = 0; k < (cfg.missed || 0); k++) {
+    const answer = await apiPublish(agent, payload(0, k));
+    if (answer.status === 200) storm.published.add(JSON.parse(answer.body).seq);
+    else apiFailed(apiFailures, answer);
+  }
+  agent.destroy();
+  out.missed_published = storm.published.size;
+  out.publish_failures = apiFailures;
+  const back = (i) => {
+    const m = members[i];
+    if (!cfg.resume || m.roomSeq === undefined || !m.epoch) return cfg.url;
+    return `${cfg.url}?since=${m.roomSeq}&epoch=${encodeURIComponent(m.epoch)}`;
+  };
+  const opts = attemptOpts(new Histogram(), failures);
+  opts.onText = (sock, text) => {
+    if (sock.phase === undefined) {
+      Object.assign(sock, { phase: 'first', since: members[sock.index].roomSeq, wrong: 0,
+                            found: 0 });
+    }
+    recoveryFrame(storm, sock, text);
+  };
+  const cpu0 = process.cpuUsage();
+  mark('reconnect');
+  const reconnected = performance.now();
+  const again = await rawFill(n, back, cfg.stormConcurrency || n, opts);
+  const complete = await storm.allDone.wait((cfg.countWait || 30) * 1000);
+  mark('recovered');
+  const secs = (performance.now() - reconnected) / 1000;
+  Object.assign(out, {
+    reconnected: again.sockets.length, failed: again.failed, failures, all_done: complete,
+    done: storm.done, recovered: storm.recovered, not_recovered: storm.notRecovered,
+    exact: storm.exact, exact_share: n ? storm.exact / n : null,
+    missed_per_member: storm.recovered ? storm.missedTotal / storm.recovered : null,
+    all_recovered_s: storm.lastDone === null ? null : (storm.lastDone - reconnected) / 1000,
+    p50_us: storm.hist.quantile(0.5), p99_us: storm.hist.quantile(0.99),
+    first_frame_p50_us: opts.hist.quantile(0.5), first_frame_p99_us: opts.hist.quantile(0.99),
+    loadgen_cpu_share: cpuMs(cpu0) / 1000 / secs,
+  });
+  const c = await countsRight(again.sockets, (cfg.countWait || 30) * 1000);
+  mark('counted');
+  out.wrong_counts = c.wrong;
+  out.live_seq_gaps = storm.liveGaps;
+  await sleep(300);
+  stopping = true;
+  out.unexpected_closes = closedUnexpectedly;
+  return out;
+}
+
 async function idle() {
   const n = cfg.clients;
   const rooms = cfg.rooms || 1;
@@ -605,7 +934,7 @@ const hardStop = setTimeout(() => {
   process.exit(2);
 }, (cfg.timeLimit || 300) * 1000);
 
-({ fanout, echo, idle, handshakes, storm })[cfg.mode]().then((result) => {
+({ fanout, echo, idle, handshakes, storm, publish, recover })[cfg.mode]().then((result) => {
   result.errors = errors;
   process.stdout.write(`RESULT ${JSON.stringify(result)}\n`, () => process.exit(0));
   clearTimeout(hardStop);

@@ -125,7 +125,8 @@ def _ratio(a: Any, b: Any) -> str:
 #: scenarios that did not run (C{--scenarios}).
 SCENARIO_KEYS = {"fanout": 1, "fixed_rate": 2, "echo": 3, "idle": 4, "scale": 5,
                  "workers2_redis": 6, "room_handshakes": 7, "echo_handshakes": 8,
-                 "reconnect_storm": 9}
+                 "reconnect_storm": 9, "auth_handshakes": 10, "api_publish": 11,
+                 "recovery_storm": 12}
 
 
 def table(results: dict[str, Any], plan: Plan) -> list[str]:
@@ -241,6 +242,9 @@ def table(results: dict[str, Any], plan: Plan) -> list[str]:
             _sum(v.get("node", {}), "connect_s", "settle_s"))
     _workersRows(results, plan, row, rows.append, checked)
     _handshakeRows(results, plan, row, rows.append)
+    _authRows(results.get("auth_handshakes"), plan, row, rows.append)
+    _apiRows(results.get("api_publish"), plan, row, rows.append)
+    _recoveryRows(results.get("recovery_storm"), plan, rows.append)
     ran = {str(number) for key, number in SCENARIO_KEYS.items() if key in results}
     rows = [r for r in rows if r[0].split(" ", 1)[0] in ran]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
@@ -405,6 +409,187 @@ def _handshakeRows(results: dict[str, Any], plan: Plan, row: Callable[..., None]
             o.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), fmt=pct)
         row("9 storm: filling the room first, failed of it", o.get("fill_failed"),
             n.get("fill_failed"), "0", _zero(o.get("fill_failed")), fmt=whole)
+
+
+def _versus(add: Callable[[tuple[str, ...]], None], label: str, a: Any, b: Any,
+            fmt: Callable[[Any], str], target: str = "", ok: bool | None = None) -> None:
+    """
+    A row comparing two runs of our own service in the same run (a variant
+    and its reference): both figures as C{"a / b"} and their ratio.
+    """
+    add((label, f"{fmt(a)} / {fmt(b)}", "", _ratio(a, b), target, _met(ok)))
+
+
+def _each(runs: list[dict[str, Any]], key: str, fmt: Callable[[Any], str]) -> str:
+    """
+    One figure of several runs, as C{"a / b / c"}.
+    """
+    return " / ".join(fmt(r.get(key)) for r in runs)
+
+
+def _authRows(auth: dict[str, Any] | None, plan: Plan, row: Callable[..., None],
+              add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 10: handshakes carrying a token, HS256 and RS256 each against
+    the same clients with no auth (the reference, in the same run).
+    """
+    if auth is None:
+        return
+    none, hs, rs = (auth.get(k, {}) for k in ("none", "HS256", "RS256"))
+    row(f"10 tokens, {plan.authClients} chat clients in {plan.authRooms} rooms "
+        f"({plan.handshakeConcurrency} in flight), no auth: handshakes/s",
+        none.get("handshakes_per_s"), None)
+    for name, r in (("HS256", hs), ("RS256", rs)):
+        _versus(add, f"10 {name} / no auth: handshakes/s", r.get("handshakes_per_s"),
+                none.get("handshakes_per_s"), num)
+    row("10 no auth: server CPU per handshake (us)", none.get("server_cpu_us_per_handshake"),
+        None)
+    for name, r in (("HS256", hs), ("RS256", rs)):
+        _versus(add, f"10 {name} / no auth: server CPU per handshake (us)",
+                r.get("server_cpu_us_per_handshake"), none.get("server_cpu_us_per_handshake"),
+                num)
+    for q in ("p50", "p99"):
+        row(f"10 no auth: handshake latency {q} (TCP connect to welcome)", none.get(f"{q}_us"),
+            None, fmt=ms)
+        for name, r in (("HS256", hs), ("RS256", rs)):
+            _versus(add, f"10 {name} / no auth: handshake latency {q}", r.get(f"{q}_us"),
+                    none.get(f"{q}_us"), ms)
+    runs = [none, hs, rs]
+    add((f"10 failed connections (of {plan.authClients}), no auth / HS256 / RS256",
+         _each(runs, "failed", whole), "", "", "0 / 0 / 0",
+         _met(_zero(*(r.get("failed") for r in runs)))))
+    add(("10 welcomes naming the right user (none: no user), no auth / HS256 / RS256",
+         _each(runs, "identified", whole), "", "", f"{plan.authClients} each",
+         _met(None if any(r.get("identified") is None for r in runs)
+              else all(r["identified"] == plan.authClients for r in runs))))
+    add(("10 load generator CPU share, no auth / HS256 / RS256",
+         _each(runs, "loadgen_cpu_share", pct), "", "", "", ""))
+    add(("10 other load on the server core, no auth / HS256 / RS256",
+         _each(runs, "foreign_cpu_share", pct), "", "", "", ""))
+
+
+def _apiRows(api: dict[str, Any] | None, plan: Plan, row: Callable[..., None],
+             add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 11: the backend API publishing into one room, on one process,
+    and on C{--workers 2} with Redis against that one process.
+    """
+    if api is None:
+        return
+    o = api.get("one_process") or {}
+    row(f"11 API publish into a room of {plan.apiSubscribers} ({plan.apiInFlight} calls in "
+        "flight, kept alive), one process: publishes/s", o.get("publishes_per_s"), None)
+    row("11 one process: deliveries/s", o.get("deliveries_per_s"), None)
+    row("11 one process: server CPU per publish (us)", o.get("cpu_us_per_publish"), None,
+        fmt=cost)
+    row("11 one process: API call latency p50", o.get("api_p50_us"), None, fmt=ms)
+    row("11 one process: API call latency p99", o.get("api_p99_us"), None, fmt=ms)
+    row("11 one process: API call to delivery latency p50", o.get("p50_us"), None, fmt=ms)
+    row("11 one process: API call to delivery latency p99", o.get("p99_us"), None, fmt=ms)
+    _publishChecks(add, "11 one process", o)
+    row("11 one process: server CPU share", o.get("server_cpu_share"), None, fmt=pct)
+    row("11 one process: load generator CPU share", o.get("loadgen_cpu_share"), None, fmt=pct)
+    row("11 one process: other load on the server core", o.get("foreign_cpu_share"), None,
+        fmt=pct)
+    w = api.get("workers") or {}
+    if w.get("skipped"):
+        add(("11 --workers 2 with Redis", f"skipped: {w['skipped']}", "", "", "", ""))
+        return
+    label = "11 2 workers + Redis"
+    _versus(add, f"{label}: publishes/s, 2 workers / 1 process", w.get("publishes_per_s"),
+            o.get("publishes_per_s"), num)
+    _versus(add, f"{label}: CPU per publish, all processes, 2 workers / 1 process (us)",
+            w.get("cpu_us_per_publish"), o.get("cpu_us_per_publish"), cost)
+    split = w.get("cpu_us_per_publish_by_process") or {}
+    add((f"{label}: CPU per publish: supervisor / workers / Redis (us)",
+         " / ".join(cost(split.get(k)) for k in ("supervisor", "workers", "redis")),
+         "", "", "", ""))
+    for key, what in (("api_p50_us", "API call latency p50"),
+                      ("api_p99_us", "API call latency p99"),
+                      ("p50_us", "API call to delivery latency p50"),
+                      ("p99_us", "API call to delivery latency p99")):
+        _versus(add, f"{label}: {what}, 2 workers / 1 process", w.get(key), o.get(key), ms)
+    _publishChecks(add, label, w)
+    spread = w.get("clients_per_worker")
+    add((f"{label}: members per worker", _spreadCell(w), "", "", "every worker > 0",
+         "" if not any((spread or {}).values()) else ("**no**" if oneSided(spread) else "yes")))
+    row(f"{label}: load generator CPU share", w.get("loadgen_cpu_share"), None, fmt=pct)
+    row(f"{label}: other load on all cores (not isolated)", w.get("foreign_cpu_share"), None,
+        fmt=pct)
+
+
+def _publishChecks(add: Callable[[tuple[str, ...]], None], label: str,
+                   r: dict[str, Any]) -> None:
+    """
+    What scenario 11's members missed or got wrong, and the API calls that
+    were not answered 200.
+    """
+    add((f"{label}: lost / duplicated / - / room seq gaps", integrity(r), "", "", "all 0",
+         _met(integrityOk(r))))
+    add((f"{label}: API calls not answered 200 (of {whole(r.get('issued'))})",
+         whole(r.get("failed_calls")), "", "", "0", _met(_zero(r.get("failed_calls")))))
+
+
+def _recoveryRows(storm: dict[str, Any] | None, plan: Plan,
+                  add: Callable[[tuple[str, ...]], None]) -> None:
+    """
+    Scenario 12: a storm that comes back with C{?since=} against the same
+    storm coming back as newcomers (the reference), then on C{--workers 2}.
+    """
+    if storm is None:
+        return
+    s, n = storm.get("since") or {}, storm.get("plain") or {}
+    missed = s.get("missed_published", plan.missedMessages)
+    _versus(add, f"12 recovery storm, {plan.stormClients} members ({s.get('drop', '-')}), "
+            f"{missed} missed: until all have it (s), since / newcomers",
+            s.get("all_recovered_s"), n.get("all_recovered_s"), seconds)
+    for q in ("p50", "p99"):
+        _versus(add, f"12 storm: per-member recovery {q}, since / newcomers", s.get(f"{q}_us"),
+                n.get(f"{q}_us"), ms)
+    add((f"12 storm: recovered exactly (every missed seq once, all {missed} messages)",
+         f"{whole(s.get('exact'))} of {whole(s.get('clients'))} "
+         f"({pct(s.get('exact_share'))})", "", "", "100%",
+         _met(None if s.get("exact_share") is None else s["exact_share"] == 1)))
+    add(("12 storm: not recovered / failed reconnects / live seq gaps / wrong counts",
+         " / ".join(whole(s.get(k)) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                               "wrong_counts")),
+         "", "", "0 / 0 / 0 / 0",
+         _met(_zero(*(s.get(k) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                          "wrong_counts"))))))
+    add((f"12 storm: newcomers with all {missed} messages in their history",
+         f"{whole(n.get('exact'))} of {whole(n.get('clients'))}", "", "", "all",
+         _met(None if n.get("exact_share") is None else n["exact_share"] == 1)))
+    add(("12 storm: events replayed per member", num(s.get("missed_per_member")), "", "", "",
+         ""))
+    _versus(add, "12 storm: server CPU per reconnect (us), since / newcomers",
+            s.get("server_cpu_us_per_handshake"), n.get("server_cpu_us_per_handshake"), num)
+    _versus(add, "12 storm: server CPU share, since / newcomers", s.get("server_cpu_share"),
+            n.get("server_cpu_share"), pct)
+    _versus(add, "12 storm: load generator CPU share, since / newcomers",
+            s.get("loadgen_cpu_share"), n.get("loadgen_cpu_share"), pct)
+    w = storm.get("workers") or {}
+    if w.get("skipped"):
+        add(("12 --workers 2 with Redis", f"skipped: {w['skipped']}", "", "", "", ""))
+        return
+    label = "12 2 workers + Redis, since"
+    _versus(add, f"{label}: until all have it, 2 workers / 1 process (s)",
+            w.get("all_recovered_s"), s.get("all_recovered_s"), seconds)
+    _versus(add, f"{label}: per-member recovery p99, 2 workers / 1 process", w.get("p99_us"),
+            s.get("p99_us"), ms)
+    _versus(add, f"{label}: CPU per reconnect, all processes, 2 workers / 1 process (us)",
+            w.get("server_cpu_us_per_handshake"),
+            s.get("server_cpu_us_per_handshake"), num)
+    add((f"{label}: recovered exactly", f"{whole(w.get('exact'))} of "
+         f"{whole(w.get('clients'))} ({pct(w.get('exact_share'))})", "", "", "100%",
+         _met(None if w.get("exact_share") is None else w["exact_share"] == 1)))
+    add((f"{label}: not recovered / failed / live seq gaps / wrong counts",
+         " / ".join(whole(w.get(k)) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                               "wrong_counts")),
+         "", "", "0 / 0 / 0 / 0",
+         _met(_zero(*(w.get(k) for k in ("not_recovered", "failed", "live_seq_gaps",
+                                          "wrong_counts"))))))
+    add((f"{label}: connections opened per worker (fill and storm)", _spreadCell(w), "", "", "",
+         ""))
 
 
 def _ratioOk(a: Any, b: Any, test: Callable[[float], bool]) -> bool | None:

@@ -21,7 +21,13 @@ C{--workers 2} sharing the room through a throwaway redis-server, compared
 with one process (not CPU-isolated: see L{bench.targets.WORKERS_PINNING};
 skipped without redis-server); 7) 10,000 clients into one chat room and
 8) 10,000 echo connections, as fast as the server takes them; 9) a
-reconnect storm of one room's 5,000 members.  C{--profile} (on by default
+reconnect storm of one room's 5,000 members; 10) 10,000 handshakes with a
+signed token each, HS256 and RS256 against no auth; 11) the backend API
+publishing into a room of 100 members, one process and C{--workers 2} with
+Redis; 12) scenario 9's storm with messages published while the members
+are away, recovered with C{?since=}, against coming back as newcomers.
+Scenarios 10-12 compare our service with itself in the same run.
+C{--profile} (on by default
 in the full run when py-spy is installed) re-runs 1, 3 and a handshake
 burst on our server under C{py-spy record} and prints the hottest
 functions.
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--python", default=sys.executable,
                         help="interpreter for wsservice and the websockets reference")
     parser.add_argument("--json", type=Path, default=None, help="where to write the raw figures")
-    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9",
+    parser.add_argument("--scenarios", default="1,2,3,4,5,6,7,8,9,10,11,12",
                         help="comma-separated scenario numbers to run (default: all)")
     parser.add_argument("--server-arg", action="append", default=[], metavar="ARG",
                         help="extra option for our service (repeatable), e.g. "

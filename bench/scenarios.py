@@ -1,5 +1,5 @@
 """
-The nine scenarios and the profiling runs, at the sizes of a L{Plan}:
+The twelve scenarios and the profiling runs, at the sizes of a L{Plan}:
 L{Bench} starts each server, drives the load, and keeps the figures,
 notes and errors for the report.
 """
@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
+from bench.identity import signedClients, writeAPIKey, writeClients, writeKeyPair, writeSecret
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
 from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
@@ -48,6 +51,16 @@ class Plan:
     #: enough to keep any of the servers busy, few enough that the latency
     #: measures the server and not a queue of our own making.
     handshakeConcurrency: int = 200
+    #: Scenario 10: chat clients with a token each, spread over this many rooms.
+    authClients: int = 10000
+    authRooms: int = 100
+    #: Scenario 11: members of one room receiving what the backend publishes,
+    #: and the API calls in flight at once (one kept-alive connection each).
+    apiSubscribers: int = 100
+    apiInFlight: int = 16
+    apiSeconds: float = 6
+    #: Scenario 12: messages the backend publishes while the storm is away.
+    missedMessages: int = 20
     #: Longest wait for every member's count to be right.
     countWait: float = 30
     window: int = 4
@@ -62,7 +75,9 @@ FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
 QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
              echoClients=10, echoSeconds=1.5, idleClients=200, idleRooms=4,
              scaleClients=(20, 50), scaleSeconds=1, retryNoisy=False,
-             roomClients=300, echoConnections=300, stormClients=200, countWait=10)
+             roomClients=300, echoConnections=300, stormClients=200, countWait=10,
+             authClients=300, authRooms=4, apiSubscribers=20, apiSeconds=1.5,
+             missedMessages=5)
 
 #: How scenario 9's members drop: the TCP socket closed with no WebSocket
 #: close handshake, as when a client's process dies (loadgen.js also has
@@ -101,24 +116,25 @@ class Bench:
             self.errors.append(f"{server.name}: {e}")
         return run
 
-    def _quietest(self, measure: Callable[[], LoadRun], retry: bool) -> LoadRun:
+    def _quietest(self, measure: Callable[[], LoadRun], retry: bool,
+                  window: tuple[str, str] = ("start", "end")) -> LoadRun:
         """
         Measure; if the kernel gave every client to one worker (the room then
         never crossed processes), or if C{retry} and something else took more
-        than L{NOISY} of the server core during the window (a shared
-        machine), measure once more and keep the better run.  Every attempt
-        is logged.
+        than L{NOISY} of the server core during the marks' C{window} (a
+        shared machine), measure once more and keep the better run.  Every
+        attempt is logged.
         """
         run = measure()
         if not _spansWorkers(run):
             why = "every client went to one worker"
-        elif retry and self.plan.retryNoisy and (run.foreign() or 0) > NOISY:
-            why = f"other load {pct(run.foreign())} on the server core(s)"
+        elif retry and self.plan.retryNoisy and (run.foreign(*window) or 0) > NOISY:
+            why = f"other load {pct(run.foreign(*window))} on the server core(s)"
         else:
             return run
         self.log(f"    ({why}; measuring again)")
         again = measure()
-        rank = lambda r: (_spansWorkers(r), -(r.foreign() or 0))  # noqa: E731
+        rank = lambda r: (_spansWorkers(r), -(r.foreign(*window) or 0))  # noqa: E731
         return again if rank(again) > rank(run) else run
 
     def chatTargets(self, lifted: bool = True
@@ -287,17 +303,20 @@ class Bench:
         return out
 
     def _handshakes(self, key: str, make: Callable[[], Server], config: dict[str, Any],
-                    window: tuple[str, str]) -> dict[str, Any]:
+                    window: tuple[str, str], retry: bool = False) -> dict[str, Any]:
         """
-        One run of the load generator's C{handshakes} or C{storm} mode: its
-        figures, with the server's CPU (per handshake, and its share) and the
-        other load on its core in the marks' C{window}.
+        One run of the load generator's C{handshakes}, C{storm} or C{recover}
+        mode: its figures, with the server's CPU (per handshake, and its
+        share) and the other load on its core in the marks' C{window};
+        C{retry}: measured again when that other load was high (see
+        L{_quietest}).
         """
         p = self.plan
         config = dict(config, concurrency=p.handshakeConcurrency, countWait=p.countWait,
                       connectTimeout=150, attemptTimeout=30)
-        run = self._with(make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60)
-        r = dict(run.result)
+        run = self._quietest(lambda: self._with(
+            make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60), retry, window)
+        r = dict(run.result, **run.serverInfo)
         a, b = window
         n = r.get("reconnected", r.get("clients")) or 0
         if a in run.marks and b in run.marks and n:
@@ -386,7 +405,145 @@ class Bench:
                      f"{pct(r.get('loadgen_cpu_share'))}")
         return out
 
-    def runAll(self, scenarios: set[int] = frozenset(range(1, 10))) -> None:
+    def authHandshakes(self) -> dict[str, Any]:
+        """
+        Scenario 10: C{authClients} chat clients into C{authRooms} rooms as
+        fast as the service takes them (default options), each offering a
+        token of its own user signed in advance; the service checks HS256,
+        then RS256 tokens, against the same clients with no auth at all.
+        """
+        p = self.plan
+        out = {}
+        with tempfile.TemporaryDirectory(prefix="bench-auth-") as tmp:
+            for key, options, clientsFile in self._authVariants(Path(tmp)):
+                config = dict(url="ws://127.0.0.1:PORT/auth", protocol="chat", mode="handshakes",
+                              clients=p.authClients, rooms=p.authRooms, checkIdentity=True)
+                if clientsFile is not None:
+                    config["clientsFile"] = str(clientsFile)
+                args = (*self.serverArgs, *options)
+                r = out[key] = self._handshakes(
+                    key, lambda: ours(self.python, args, lifted=False), config,
+                    ("start", "connected"), retry=True)
+                self.log(f"  {key:5} {r.get('clients')} of {p.authClients} in {p.authRooms} "
+                         f"rooms: {num(r.get('handshakes_per_s'))} handshakes/s, failed "
+                         f"{r.get('failed')}, identified {r.get('identified')} (wrong "
+                         f"{r.get('misidentified')}), {num(r.get('server_cpu_us_per_handshake'))} "
+                         f"us CPU/handshake, p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, "
+                         f"server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                         f"{pct(r.get('loadgen_cpu_share'))}, other load on server core "
+                         f"{pct(r.get('foreign_cpu_share'))}")
+        return out
+
+    def _authVariants(self, directory: Path
+                      ) -> Iterator[tuple[str, tuple[str, ...], Path | None]]:
+        """
+        Scenario 10's three services, each as its key, its options and the
+        file of its clients' tokens (signed here, before the service starts).
+        """
+        yield "none", (), None
+        secretFile, secret = writeSecret(directory)
+        yield "HS256", ("--auth-secret-file", str(secretFile)), self._signed(
+            directory, "HS256", secret)
+        publicFile, private = writeKeyPair(directory)
+        yield "RS256", ("--auth-public-key", str(publicFile)), self._signed(
+            directory, "RS256", private)
+
+    def _signed(self, directory: Path, algorithm: str, key: Any) -> Path:
+        started = time.monotonic()
+        clients = signedClients(self.plan.authClients, key, algorithm)
+        self.log(f"  signed {len(clients)} {algorithm} tokens in "
+                 f"{time.monotonic() - started:.1f}s (not timed)")
+        return writeClients(directory, algorithm, clients)
+
+    def apiPublishing(self) -> dict[str, Any]:
+        """
+        Scenario 11: a backend publishing through the API (C{apiInFlight}
+        calls at once) into a room of C{apiSubscribers} chat members, on one
+        process and on C{--workers 2} with a throwaway redis-server (skipped
+        without one).
+        """
+        with tempfile.TemporaryDirectory(prefix="bench-api-") as tmp:
+            keyFile, key = writeAPIKey(Path(tmp))
+            args = (*self.serverArgs, "--api-key-file", str(keyFile))
+            out = {"one_process": self._publish("1 process", lambda: ours(self.python, args), key)}
+            redis = shutil.which("redis-server")
+            if redis is None:
+                self.notes.append("scenario 11 on --workers 2 skipped: redis-server not found")
+                out["workers"] = {"skipped": "redis-server not found on PATH"}
+            else:
+                out["workers"] = self._publish("2 workers", lambda: WorkerPool(
+                    self.python, redis, workers=2, serverArgs=args), key)
+        return out
+
+    def _publish(self, key: str, make: Callable[[], Server], apiKey: str) -> dict[str, Any]:
+        p = self.plan
+        config = dict(url="ws://127.0.0.1:PORT/news", protocol="chat", chat=True, mode="publish",
+                      clients=p.apiSubscribers, inFlight=p.apiInFlight, duration=p.apiSeconds,
+                      warmup=1 if p.apiSeconds > 2 else 0.5, apiKey=apiKey, concurrency=50,
+                      drain=10, settleMax=60, connectTimeout=60, attemptTimeout=30)
+        run = self._quietest(lambda: self._with(make(), config, timeLimit=200 + p.apiSeconds),
+                             retry=True)
+        r = serverCost(run, "publishes_in_window", "cpu_us_per_publish")
+        r.update(run.serverInfo)
+        if r.get("failures"):
+            self.notes.append(f"scenario 11, {key}: API calls not answered 200: "
+                              + "; ".join(f"{v} x {k}" for k, v in r["failures"].items()))
+        self.log(f"  {key:9} {r.get('clients')} members, {p.apiInFlight} calls in flight: "
+                 f"{num(r.get('publishes_per_s'))} publishes/s "
+                 f"({num(r.get('deliveries_per_s'))} deliveries/s), "
+                 f"{num(r.get('cpu_us_per_publish'))} us CPU/publish, API p50 "
+                 f"{ms(r.get('api_p50_us'))} p99 {ms(r.get('api_p99_us'))}, delivery p50 "
+                 f"{ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, lost/dup/-/room gaps "
+                 f"{integrity(r)}, failed calls {r.get('failed_calls')}, server CPU "
+                 f"{pct(r.get('server_cpu_share'))}, loadgen CPU {pct(r.get('loadgen_cpu_share'))}"
+                 f", other load on server core(s) {pct(r.get('foreign_cpu_share'))}"
+                 + spreadNote(r))
+        return r
+
+    def recoveryStorm(self) -> dict[str, Any]:
+        """
+        Scenario 12: scenario 9's storm (our service with default options)
+        with C{missedMessages} published through the API while the members
+        are away; they come back with C{?since=&epoch=} and must recover
+        exactly what they missed, against the same storm coming back as
+        newcomers (welcome and history).  The resuming storm runs once more
+        on C{--workers 2} with Redis, when there is a redis-server.
+        """
+        self.notes.append("scenario 12: a member's recovery time runs from its TCP connect to "
+                          "its last missed event (since), or to its history (newcomers)")
+        with tempfile.TemporaryDirectory(prefix="bench-recovery-") as tmp:
+            keyFile, key = writeAPIKey(Path(tmp))
+            args = (*self.serverArgs, "--api-key-file", str(keyFile))
+            one = lambda: ours(self.python, args, lifted=False)  # noqa: E731
+            out = {"plain": self._recover("plain", one, key, resume=False),
+                   "since": self._recover("since", one, key, resume=True)}
+            redis = shutil.which("redis-server")
+            if redis is None:
+                out["workers"] = {"skipped": "redis-server not found on PATH"}
+            else:
+                out["workers"] = self._recover("2 workers", lambda: WorkerPool(
+                    self.python, redis, workers=2, serverArgs=args), key, resume=True)
+        return out
+
+    def _recover(self, key: str, make: Callable[[], Server], apiKey: str,
+                 resume: bool) -> dict[str, Any]:
+        p = self.plan
+        config = dict(url="ws://127.0.0.1:PORT/recovery", protocol="chat", chat=True,
+                      mode="recover", clients=p.stormClients, drop=STORM_DROP, resume=resume,
+                      missed=p.missedMessages, apiKey=apiKey)
+        r = self._handshakes(key, make, config, ("reconnect", "recovered"))
+        self.log(f"  {key:9} {r.get('clients')} members back "
+                 f"{'with since' if resume else 'as newcomers'}, {r.get('missed_published')} "
+                 f"missed: {r.get('exact')} exact ({pct(r.get('exact_share'))}, recovered "
+                 f"{r.get('recovered')}, not {r.get('not_recovered')}), all in "
+                 f"{num(r.get('all_recovered_s'), 2)}s, p50 {ms(r.get('p50_us'))} p99 "
+                 f"{ms(r.get('p99_us'))}, {num(r.get('missed_per_member'))} events replayed "
+                 f"each, failed {r.get('failed')}, {num(r.get('server_cpu_us_per_handshake'))} us "
+                 f"CPU/reconnect, server CPU {pct(r.get('server_cpu_share'))}, loadgen CPU "
+                 f"{pct(r.get('loadgen_cpu_share'))}" + spreadNote(r))
+        return r
+
+    def runAll(self, scenarios: set[int] = frozenset(range(1, 13))) -> None:
         """
         Run the scenarios; one that fails is reported and the rest still run.
         """
@@ -437,6 +594,18 @@ class Bench:
             self.log(f"[9] reconnect storm: {p.stormClients} members of one room drop at once "
                      f"({STORM_DROP}) and reconnect at once")
             self.results["reconnect_storm"] = self.reconnectStorm()
+        if 10 in scenarios:
+            self.log(f"[10] {p.authClients} chat clients with a token each into {p.authRooms} "
+                     f"rooms, {p.handshakeConcurrency} handshakes in flight: no auth, HS256, RS256")
+            self.results["auth_handshakes"] = self.authHandshakes()
+        if 11 in scenarios:
+            self.log(f"[11] backend API: {p.apiInFlight} publishes in flight into a room of "
+                     f"{p.apiSubscribers} members, one process and --workers 2 with Redis")
+            self.results["api_publish"] = self.apiPublishing()
+        if 12 in scenarios:
+            self.log(f"[12] recovery storm: {p.stormClients} members drop ({STORM_DROP}), "
+                     f"{p.missedMessages} messages are published, all come back with ?since=")
+            self.results["recovery_storm"] = self.recoveryStorm()
 
     # -- profiling ------------------------------------------------------------
 
