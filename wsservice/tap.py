@@ -158,9 +158,9 @@ class Options(usage.Options):
          "Also accept the token as ?token= (it then shows in URLs, browser histories and "
          "proxies' logs)."],
         ["no-connection-log", None,
-         "Do not log each connection's open and close (refusals, limits and faults are "
-         "still logged): at thousands of handshakes a second the two lines cost a tenth "
-         "of the CPU."],
+         "Do not log each connection's open and close, nor each HTTP request (refusals, "
+         "limits and faults are still logged): at thousands of handshakes a second the "
+         "two lines cost a tenth of the CPU."],
     ]
 
     def __init__(self) -> None:

@@ -280,3 +280,17 @@ def test_the_command_line_client_publishes_and_reports_errors(served, keys):
     done = subprocess.run(base + ["room", "r" * 65], env=env, capture_output=True, text=True,
                           timeout=30)
     assert done.returncode == 1 and "400" in done.stderr and "bad_room" in done.stderr
+
+
+def test_no_connection_log_also_silences_the_access_log(served):
+    """
+    With --no-connection-log an API call writes no access-log line; without
+    it, it does.
+    """
+    quiet, api = served("--no-connection-log")
+    api.publish("kitchen", "shh")
+    api.get("/api/info")
+    loud, other = served()
+    other.get("/api/info")
+    loud.waitForLog(r'"GET /api/info HTTP/1.1" 200')
+    assert "/api/" not in quiet.log()
