@@ -54,12 +54,12 @@ class FrontDoor(Protocol):
         self._timer: IDelayedCall | None = None
 
     def connectionMade(self) -> None:
-        timeout = self.factory.timeout
-        if timeout > 0:
-            self._timer = self.factory.clock.callLater(timeout, self._timedOut)
+        self.factory.awaitHead(self)
 
-    def _timedOut(self) -> None:
-        self._timer = None
+    def timedOut(self) -> None:
+        """
+        Called by the factory when the request head took too long.
+        """
         self._log.info(
             "dropped {peer}: no complete request within {timeout} s",
             peer=_peer(self._addr),
@@ -68,6 +68,7 @@ class FrontDoor(Protocol):
         self.transport.loseConnection()
 
     def _stopTimer(self) -> None:
+        self.factory.headDone(self)
         timer, self._timer = self._timer, None
         if timer is not None and timer.active():
             timer.cancel()
@@ -147,7 +148,9 @@ class FrontDoorFactory(Factory):
     @ivar websocket: the factory of WebSocket connections.
     @ivar clock: the clock of the request-head timeout.
     @ivar timeout: seconds a connection may take to send its first request
-        head; 0 waits forever.
+        head; 0 waits forever.  The opening handshake after the head has its
+        own bounds (a refusal's grace here, C{--auth-timeout} for the
+        connect hook), so this is the only open-handshake timer.
     @ivar refused: called with a label for each connection refused here.
     """
 
@@ -164,11 +167,50 @@ class FrontDoorFactory(Factory):
         self.clock = clock
         self.timeout = timeout
         self.refused = refused
+        self._waiting: dict[FrontDoor, float] = {}
+        self._sweep: IDelayedCall | None = None
 
     def buildProtocol(self, addr: IAddress) -> FrontDoor:
         protocol = FrontDoor(addr)
         protocol.factory = self
         return protocol
+
+    # One timer for every connection still waiting for its request head,
+    # set for the earliest deadline: a connection costs a dict entry, not a
+    # DelayedCall of its own (a heap entry made and cancelled per
+    # connection, measurable in a handshake storm).  Deadlines are in
+    # arrival order, so the waiting dict is in deadline order too.
+
+    def awaitHead(self, door: FrontDoor) -> None:
+        """
+        Start C{door}'s request-head deadline.
+        """
+        if self.timeout <= 0:
+            return
+        self._waiting[door] = self.clock.seconds() + self.timeout
+        if self._sweep is None:
+            self._sweep = self.clock.callLater(self.timeout, self._expire)
+
+    def headDone(self, door: FrontDoor) -> None:
+        """
+        C{door} has its head, or is gone: its deadline no longer applies.
+        """
+        self._waiting.pop(door, None)
+
+    def _expire(self) -> None:
+        self._sweep = None
+        waiting, now = self._waiting, self.clock.seconds()
+        expired, following = [], None
+        for door, deadline in waiting.items():
+            if deadline > now:
+                following = deadline
+                break
+            expired.append(door)
+        for door in expired:
+            del waiting[door]
+            door.timedOut()
+        if following is not None:
+            self._sweep = self.clock.callLater(following - now, self._expire)
 
     def doStart(self) -> None:
         self.web.doStart()
