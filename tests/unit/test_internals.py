@@ -46,6 +46,24 @@ def test_autobahn_still_pretty_prints_with_a_module_level_pformat():
     assert hasattr(autobahnProtocol, "pformat"), "autobahn.websocket.protocol has no pformat"
 
 
+def test_autobahn_factories_still_time_connections_out_through_batched_timer():
+    """
+    Autobahn's server factory still has the C{_batched_timer} its
+    connections' timeouts go through, which L{_autobahn.useTimer} replaces.
+    """
+    from autobahn.twisted.websocket import WebSocketServerFactory
+    from twisted.internet.task import Clock
+
+    from wsservice.websocket.timers import BucketTimer
+
+    factory = WebSocketServerFactory()
+    assert hasattr(factory, "_batched_timer"), "WebSocketServerFactory has no '_batched_timer'"
+    assert callable(factory._batched_timer.call_later), "its _batched_timer has no call_later"
+    timer = BucketTimer(Clock())
+    _autobahn.useTimer(factory, timer)
+    assert factory._batched_timer is timer
+
+
 def openedConnection() -> tuple[object, dict]:
     """
     A ServiceProtocol through a whole opening handshake, and its instance

@@ -38,6 +38,9 @@ installed Autobahn no longer has one.  Why each is needed:
     C{_connectionMade} and the opening handshake leave on every connection
     (L{ServerProtocolBase.dropHandshakeState}).
   - C{autobahn.websocket.protocol.pformat}: L{deferDebugFormatting}.
+  - The factory's C{_batched_timer}, which every connection's ping, pong
+    and closing-handshake timeouts go through: L{useTimer} gives it one
+    whose cancel is O(1) (L{wsservice.websocket.timers}).
 """
 
 from __future__ import annotations
@@ -122,6 +125,17 @@ PREPARED_MESSAGE: tuple[str, ...] = ("payload", "binary", "payloadHybi", "doNotC
 
 #: Attributes a connection has once it exists, besides L{INITIAL_STATE}.
 CONNECTION_STATE: tuple[str, ...] = ("state", "peer", "send_queue", "maxMessagePayloadSize")
+
+
+def useTimer(factory: WebSocketServerFactory, timer: Any) -> None:
+    """
+    Make C{timer} (txaio's C{IBatchedTimer}: C{call_later} returning
+    something with C{cancel}) the one C{factory}'s connections time out
+    with.
+    """
+    if not hasattr(factory, "_batched_timer"):
+        raise AttributeError("Autobahn's WebSocketServerFactory has no '_batched_timer'")
+    factory._batched_timer = timer
 
 
 def prepareMessage(payload: bytes, isBinary: bool) -> PreparedMessage:

@@ -19,8 +19,9 @@ from wsservice.interfaces import IAuthenticator, IRoomHub
 from wsservice.metrics import ServiceMetrics
 from wsservice.registry import HandlerRegistry
 from wsservice.websocket import CLOSE_GOING_AWAY
-from wsservice.websocket._autobahn import deferDebugFormatting, withOptions
+from wsservice.websocket._autobahn import deferDebugFormatting, useTimer, withOptions
 from wsservice.websocket.protocol import ServiceProtocol
+from wsservice.websocket.timers import BucketTimer
 from wsservice.websocket.writes import WriteScheduler
 
 
@@ -41,7 +42,9 @@ def protocolOptions(settings: ProtocolSettings) -> dict[str, Any]:
         maxMessagePayloadSize=limits.maxMessageSize,
         failByDrop=False,
         utf8validateIncoming=True,
-        openHandshakeTimeout=limits.openHandshakeTimeout,
+        # The front door bounds the request head and the connect hook its
+        # own wait; a second timer per connection here would only cost.
+        openHandshakeTimeout=0,
         closeHandshakeTimeout=limits.closeHandshakeTimeout,
         autoPingInterval=limits.pingInterval,
         autoPingTimeout=limits.pingTimeout if limits.pingInterval else 0,
@@ -124,6 +127,7 @@ class ServiceFactory(WebSocketServerFactory):
         self._handlerLogs: dict[str, Logger] = {}
         self.setProtocolOptions(**protocolOptions(settings))
         self.protocol = withOptions(self.protocol, self)
+        useTimer(self, BucketTimer(clock))
 
     def newConnectionId(self) -> str:
         """
