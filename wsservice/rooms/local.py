@@ -28,7 +28,7 @@ from wsservice.rooms.events import (
     newEpoch,
     withSeq,
 )
-from wsservice.rooms.presence import PresenceChanges
+from wsservice.rooms.presence import PresenceChanges, presenceDelay
 from wsservice.timefmt import isoUTC
 
 #: How long an idempotency key is honoured (seconds).
@@ -212,7 +212,8 @@ class RoomHub:
         if state.presence is None:
             state.presence = PresenceChanges()
             state.presence.timer = self._clock.callLater(
-                self._presenceInterval, self._announceNow, room, state)
+                presenceDelay(self._presenceInterval, len(state.members)),
+                self._announceNow, room, state)
         state.presence.add(change, info)
 
     def _announceNow(self, room: str, state: _Room) -> None:

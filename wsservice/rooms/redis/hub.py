@@ -34,7 +34,7 @@ from wsservice.rooms.events import (
     newEpoch,
     withFields,
 )
-from wsservice.rooms.presence import PresenceChanges
+from wsservice.rooms.presence import PresenceChanges, presenceDelay
 from wsservice.rooms.redis import scripts
 from wsservice.rooms.redis.link import (
     SUBSCRIBE_BATCH,
@@ -777,7 +777,10 @@ class RedisRoomHub(Service):
         changes = self._presence.get(room)
         if changes is None:
             changes = self._presence[room] = PresenceChanges()
-            changes.timer = self._clock.callLater(self._presenceInterval, self._announceNow, room)
+            state = self._rooms.get(room)
+            members = max(len(state.infos) if state is not None else 0, self._lastCount(room))
+            changes.timer = self._clock.callLater(
+                presenceDelay(self._presenceInterval, members), self._announceNow, room)
         changes.add(change, info)
 
     def _announceNow(self, room: str) -> None:
