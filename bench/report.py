@@ -116,7 +116,8 @@ INTEGRITY = "lost / duplicated / out of order (seq gaps) / room seq gaps"
 
 
 def _ratio(a: Any, b: Any) -> str:
-    if a is None or b in (None, 0):
+    # A share measured as 0 comes back as a rounding residue such as 6e-15.
+    if a is None or b is None or abs(b) < 1e-9:
         return "-"
     return f"{a / b:.2f}x"
 

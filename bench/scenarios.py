@@ -7,6 +7,7 @@ notes and errors for the report.
 from __future__ import annotations
 
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -65,8 +66,7 @@ class Plan:
     countWait: float = 30
     window: int = 4
     retryNoisy: bool = True
-    handshakeProfileClients: int = 3000
-    handshakeProfileSeconds: float = 5
+    handshakeProfileSeconds: float = 10
 
 
 FULL = Plan(fanClients=1000, senders=10, fanSeconds=8, rateSeconds=8, rate=50,
@@ -303,7 +303,8 @@ class Bench:
         return out
 
     def _handshakes(self, key: str, make: Callable[[], Server], config: dict[str, Any],
-                    window: tuple[str, str], retry: bool = False) -> dict[str, Any]:
+                    window: tuple[str, str], retry: bool = False,
+                    onMark: Callable[[Server, str], None] | None = None) -> dict[str, Any]:
         """
         One run of the load generator's C{handshakes}, C{storm} or C{recover}
         mode: its figures, with the server's CPU (per handshake, and its
@@ -315,7 +316,8 @@ class Bench:
         config = dict(config, concurrency=p.handshakeConcurrency, countWait=p.countWait,
                       connectTimeout=150, attemptTimeout=30)
         run = self._quietest(lambda: self._with(
-            make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60), retry, window)
+            make(), config, timeLimit=2 * 150 + 2 * p.countWait + 60, onMark=onMark),
+            retry, window)
         r = dict(run.result, **run.serverInfo)
         a, b = window
         n = r.get("reconnected", r.get("clients")) or 0
@@ -329,7 +331,8 @@ class Bench:
                               "connections: " + "; ".join(f"{v} x {k}" for k, v in reasons.items()))
         return r
 
-    def roomHandshakes(self) -> dict[str, Any]:
+    def roomHandshakes(self, onMark: Callable[[Server, str], None] | None = None,
+                       only: str | None = None) -> dict[str, Any]:
         """
         Scenario 7: C{roomClients} clients into one chat room, our service
         with its default options against the Node broadcast server.
@@ -337,9 +340,12 @@ class Bench:
         p = self.plan
         out = {}
         for key, make, base in self.chatTargets(lifted=False):
+            if only and key != only:
+                continue
             config = dict(base, url=base["url"].replace("/bench", "/crowd"), mode="handshakes",
                           clients=p.roomClients)
-            r = out[key] = self._handshakes(key, make, config, ("start", "connected"))
+            r = out[key] = self._handshakes(key, make, config, ("start", "connected"),
+                                            onMark=onMark)
             self.log(f"  {key:5} {r.get('clients')} of {p.roomClients} into one room: "
                      f"{num(r.get('handshakes_per_s'))} handshakes/s, failed {r.get('failed')}, "
                      f"p50 {ms(r.get('p50_us'))} p99 {ms(r.get('p99_us'))}, "
@@ -611,8 +617,8 @@ class Bench:
 
     def profile(self, pyspy: str, outdir: Path) -> dict[str, Any]:
         """
-        Re-run scenarios 1 and 3 against our server with py-spy attached for
-        the measured window; summarise the hottest functions.
+        Re-run scenarios 1, 3 and 7 against our server with py-spy attached
+        for the measured window; summarise the hottest functions.
         """
         outdir.mkdir(parents=True, exist_ok=True)
         profiles: dict[str, Any] = {}
@@ -621,8 +627,8 @@ class Bench:
             ("fanout", p.fanSeconds, lambda hook: self.fanout(p.fanClients, p.fanSeconds,
                                                               onMark=hook, only="ours")),
             ("echo", p.echoSeconds, lambda hook: self.echo(onMark=hook, only="ours")),
-            ("handshakes", p.handshakeProfileSeconds,
-             lambda hook: self.idle(onMark=hook, only="ours", clients=p.handshakeProfileClients)),
+            ("room-handshakes", p.handshakeProfileSeconds,
+             lambda hook: self.roomHandshakes(onMark=hook, only="ours")),
         ):
             raw = outdir / f"pyspy-{label}.txt"
             spies: list[subprocess.Popen[bytes]] = []
@@ -638,6 +644,12 @@ class Bench:
                         preexec_fn=childSetup(loadCore())))
                 elif name in ("end", "connected"):
                     for spy in spies:
+                        if name == "connected":
+                            # Handshakes end when the last client is in,
+                            # not when py-spy's duration runs out: what
+                            # follows (the count wait, the teardown) is
+                            # not part of the scenario's figures.
+                            spy.send_signal(signal.SIGINT)
                         try:
                             spy.wait(seconds + 15)
                         except subprocess.TimeoutExpired:
