@@ -59,8 +59,8 @@ class Limits:
     @ivar maxConnections: open WebSocket connections per process; 0 is off.
     @ivar pingInterval: seconds between server pings; 0 disables them.
     @ivar pingTimeout: seconds to wait for a pong before closing.
-    @ivar openHandshakeTimeout: seconds a client may take to finish the
-        opening handshake.
+    @ivar openHandshakeTimeout: seconds a client may take to send its
+        first request head (the front door's deadline).
     @ivar closeHandshakeTimeout: seconds to wait for the peer's close frame.
     @ivar shutdownTimeout: seconds a graceful shutdown waits for clients to
         finish their closing handshakes.

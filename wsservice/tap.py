@@ -115,7 +115,7 @@ class Options(usage.Options):
          _number("ping-interval", float, allowZero=True)],
         ["ping-timeout", None, 10.0, "Seconds to wait for a pong before closing.", _number("ping-timeout", float)],
         ["open-handshake-timeout", None, 10.0,
-         "Seconds a client may take from connecting to finishing the opening handshake; "
+         "Seconds a client may take from connecting to sending its whole request head; "
          "then it is dropped.", _number("open-handshake-timeout", float)],
         ["close-handshake-timeout", None, 5.0,
          "Seconds to wait for a peer's close frame (or its TCP close) after ours; "
