@@ -1,7 +1,7 @@
 """
 What the service changes about its own process, and when: the open-file
-limit and clean exits on signals, both done by L{ProcessSettings} when the
-service starts (so building a service changes nothing), and the one way
+limit, the garbage collector's pace and clean exits on signals, all done by
+L{ProcessSettings} when the service starts (so building a service changes nothing), and the one way
 the shutdowns wait for something with a deadline (L{atMost}).
 
 twistd re-raises the signal that stopped the reactor once it has stopped,
@@ -13,6 +13,7 @@ re-raise, and the process exits 0.
 
 from __future__ import annotations
 
+import gc
 import resource
 import signal
 from typing import Any, Callable, TypeVar
@@ -29,6 +30,10 @@ _log = Logger()
 SPARE = 64
 
 T = TypeVar("T")
+
+#: Allocations between two collections of the youngest generation (Python's
+#: default is 700), and how many of those make a middle one (10).
+GC_THRESHOLD = (50_000, 20)
 
 
 def raiseOpenFileLimit(connections: int) -> int:
@@ -83,10 +88,27 @@ def stopReactorOnce(reactor: Any) -> None:
         pass
 
 
+def paceGarbageCollector() -> None:
+    """
+    Collect less often than Python's defaults, which are made for programs
+    that allocate little: a connection's handshake allocates hundreds of
+    objects that live as long as it does, so at the default pace the
+    collector scans the young ones every couple of handshakes and, as the
+    heap grows, the whole heap every few thousand; that was a tenth of the
+    CPU of 10,000 clients joining a room, and most of its p99 (bench
+    scenario 7: 221-224 ms, 107-159 ms at this pace).  What exists when the
+    service starts (modules, plugins, configuration) is frozen out of every
+    collection.  Garbage cycles are still collected, only in bigger steps.
+    """
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD, gc.get_threshold()[2])
+
+
 class ProcessSettings(Service):
     """
     Applies the process-wide settings when the service tree starts: the
-    open-file limit for C{maxConnections}, and clean exits on signals.
+    open-file limit for C{maxConnections}, the garbage collector's pace,
+    and clean exits on signals.
     """
 
     def __init__(self, reactor: Any, maxConnections: int) -> None:
@@ -96,6 +118,7 @@ class ProcessSettings(Service):
     def startService(self) -> None:
         super().startService()
         raiseOpenFileLimit(self._maxConnections)
+        paceGarbageCollector()
         exitCleanlyOnSignals(self._reactor)
 
 
