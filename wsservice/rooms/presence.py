@@ -31,17 +31,18 @@ KINDS = ("joined", "left", "renamed")
 #: Frames per second a room's presence events may cost its members: one
 #: event per interval to every member of a very big room would be most of
 #: the work of a join storm (a quarter of the CPU of 10,000 clients joining
-#: one room, measured by bench scenario 7), so such rooms announce less
-#: often (L{presenceDelay}).
-PRESENCE_FRAMES_PER_SECOND = 10_000
+#: one room, measured by bench scenario 7, where a frame to a member costs
+#: about 20 us of system time), so such rooms announce less often
+#: (L{presenceDelay}): at this rate, a tenth of a core at most.
+PRESENCE_FRAMES_PER_SECOND = 5_000
 
 
 def presenceDelay(interval: float, members: int) -> float:
     """
     Seconds to gather a room of C{members}' presence changes: C{interval},
     or longer where announcing every C{interval} would cost more than
-    L{PRESENCE_FRAMES_PER_SECOND} (a room above 2,500 members at 0.25 s;
-    a room of 10,000 announces once a second).
+    L{PRESENCE_FRAMES_PER_SECOND} (a room above 1,250 members at 0.25 s;
+    a room of 10,000 announces every 2 s).
     """
     return max(interval, members / PRESENCE_FRAMES_PER_SECOND)
 
