@@ -67,6 +67,10 @@ def test_coming_back_after_a_drop_shows_what_was_missed_once(server, room, new_p
     say(alice, "one")
     say(bob, "two")
     expect(bob.locator("#log li.msg")).to_have_count(2)
+    # Bob's join must have been announced: on a busy machine a drop within
+    # the presence interval would make it a join and leave nobody hears of.
+    expect(alice.locator("#members .member-name")).to_have_text(["alice", "bob"])
+    expect(bob.locator("#members .member-name")).to_have_text(["alice", "bob"])
     # Hold bob's automatic retry back so that "three" is surely sent while he
     # is away; the Retry now button brings him back.
     bob.evaluate("wsclient.chat.conn.backoff = () => 60000;"
