@@ -8,8 +8,9 @@ L{MAX_HEAD} bytes; it decides exactly once, as soon as the head is
 complete or too long, and the same way however the bytes were cut: a head
 that fits goes to C{websocket} when it asks for the upgrade and to C{web}
 otherwise, a head longer than L{MAX_HEAD} is answered with 431 by the door
-itself; the protocol it chose gets every byte once, in order; its timer is
-stopped once it decided, and drops the connection if it never does.
+itself; the protocol it chose gets every byte once, in order; its deadline
+ends once it decided (the factory's one timer then finds nothing to drop and
+is not set again), and drops the connection if it never does.
 
 Input: byte 0 is flags (see L{FLAGS}), byte 1 seeds the chunk sizes,
 bytes 2-3 are the length of an C{X-Pad} header inserted after the first
@@ -163,7 +164,10 @@ def testOneInput(data: bytes) -> None:
             f"a head of {end if end >= 0 else '>' + str(len(body))} bytes went to {route}, "
             f"not {expectedRoute(body)} (MAX_HEAD {MAX_HEAD})")
         inner = (web.built or websocket.built)[0]
-        assert not clock.getDelayedCalls(), "the timer outlived the decision"
+        dropping = transport.disconnecting
+        clock.advance(TIMEOUT)
+        assert transport.disconnecting == dropping, "the deadline outlived the decision"
+        assert not clock.getDelayedCalls(), "the timer was set again for nobody"
         if inner is None:
             assert transport.disconnecting, "refused but not disconnected"
         else:
