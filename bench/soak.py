@@ -32,7 +32,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from twisted.internet.defer import Deferred
 from twisted.internet.task import LoopingCall
@@ -113,7 +113,7 @@ class Soak:
     """
 
     def __init__(self, reactor: Any, port: int, pid: int, seconds: float, interval: float,
-                 alive: Any, **loadOptions: Any) -> None:
+                 alive: Callable[[], bool], **loadOptions: Any) -> None:
         self.reactor = reactor
         self.pid = pid
         self.seconds = seconds
@@ -121,7 +121,6 @@ class Soak:
         self.alive = alive
         self.load = Load(reactor, port, **loadOptions)
         self.rss: list[int] = []
-        self.times: list[float] = []
         self.cpu: dict[str, float] = {}
 
     def run(self) -> Any:
@@ -148,7 +147,6 @@ class Soak:
             return
         try:
             self.rss.append(rssKiB(self.pid))
-            self.times.append(time.monotonic() - self.started)
         except (OSError, BenchError) as e:
             self.load.tally.error("RSS not readable", str(e))
         self.load.watch()
@@ -285,7 +283,9 @@ def main(argv: list[str] | None = None) -> int:
         exitCode = service.stop() if service is not None else None
     lines, failures = report(soak, warmup, service, exitCode, args.tolerance_mib,
                              args.tolerance_percent)
-    if outcome and not isinstance(outcome[0], type(None)):
+    if not outcome:
+        failures.append("interrupted before the end")
+    elif outcome[0] is not None:
         failures.append(f"the load failed: {outcome[0]}")
     print("\n".join(lines))
     if failures:
