@@ -438,6 +438,7 @@ class Load:
         self.running = self.sending = False
         self.stopping = False
         self._finished: Deferred[None] | None = None
+        self._deadline: Any = None
         self.clients: list[Client] = []
         self._open: set[Client] = set()
         # Half of each kind churns, and of the clocks both intervals do.
@@ -494,7 +495,7 @@ class Load:
 
     def _check(self) -> None:
         if self._finished is not None and not self._open and not self._finished.called:
-            if self._deadline.active():
+            if self._deadline is not None and self._deadline.active():
                 self._deadline.cancel()
             self._finished.callback(None)
 
