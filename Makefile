@@ -9,7 +9,7 @@ SOURCES := setup.cfg pyproject.toml MANIFEST.in $(shell find wsservice twisted s
              -not -name '*.py[co]' -not -name dropin.cache 2>/dev/null)
 INSTALLED := $(VENV)/.installed
 
-.PHONY: serve test bench conformance clean fuzz
+.PHONY: serve test bench conformance clean fuzz soak
 
 $(INSTALLED): $(SOURCES)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -48,6 +48,14 @@ conformance: $(INSTALLED)
 bench: $(INSTALLED)
 	$(PY) -m pip install --quiet py-spy
 	$(PY) bench/run.py $(BENCH_ARGS)
+
+# MINUTES of mixed chat/echo/clock load with connection churn against the
+# real service (10 by default; bench/soak.py); prints the RSS series, the
+# errors and p99s, and fails on any error or on memory growth after
+# warm-up. `make test` runs one minute of it (tests/service/test_soak.py).
+MINUTES ?= 10
+soak: $(INSTALLED)
+	$(PY) bench/soak.py --minutes $(MINUTES) $(SOAK_ARGS)
 
 # Every fuzz target in tests/fuzz/ for FUZZ_SECONDS each (60 by default),
 # from its committed seeds and a corpus that grows in tests/fuzz/corpus/
