@@ -11,7 +11,6 @@ from __future__ import annotations
 import socket
 
 import pytest
-from autobahn.websocket import protocol as autobahnProtocol
 from twisted.internet import tcp
 from twisted.internet.protocol import Protocol
 from twisted.internet.testing import MemoryReactor, StringTransport
@@ -39,11 +38,16 @@ def test_prepared_messages_still_carry_the_frame():
     assert message.payloadHybi == b"\x81\x02hi"
 
 
-def test_autobahn_still_pretty_prints_with_a_module_level_pformat():
+@pytest.mark.parametrize("module, name", _autobahn.EAGER_FORMATTING,
+                         ids=[f"{m}.{n}" for m, n in _autobahn.EAGER_FORMATTING])
+def test_autobahn_still_formats_debug_lines_with_module_level_functions(module, name):
     """
-    autobahn.websocket.protocol still calls a module-level pformat.
+    The Autobahn modules whose debug formatting is made lazy still call
+    module-level pformat, hltype and hlval.
     """
-    assert hasattr(autobahnProtocol, "pformat"), "autobahn.websocket.protocol has no pformat"
+    import importlib
+
+    assert hasattr(importlib.import_module(module), name), f"{module} has no {name}"
 
 
 def test_autobahn_factories_still_time_connections_out_through_batched_timer():

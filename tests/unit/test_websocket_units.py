@@ -54,8 +54,8 @@ def test_rate_gate_says_when_a_client_stayed_over_its_grace():
 
 def test_autobahn_debug_formatting_is_lazy_and_unchanged():
     """
-    After deferDebugFormatting, Autobahn's pformat builds its text only when
-    formatted, and the text is what pprint.pformat gives.
+    After deferDebugFormatting, Autobahn's pformat, hltype and hlval build
+    their text only when formatted, and the text is what the originals give.
     """
     from pprint import pformat
 
@@ -68,6 +68,13 @@ def test_autobahn_debug_formatting_is_lazy_and_unchanged():
     value = [("maxMessagePayloadSize", 1024, "ServiceFactory")] * 3
     lazy = protocol.pformat(value)
     assert str(lazy) == pformat(value) == f"{lazy}"
+
+    from autobahn import util
+    from autobahn.twisted import websocket
+
+    for module in (protocol, websocket):
+        assert str(module.hltype(deferDebugFormatting)) == util.hltype(deferDebugFormatting)
+        assert f"{module.hlval(42)}" == util.hlval(42)
 
 
 def test_fan_out_policy_coalesces_only_while_messages_pile_up():
