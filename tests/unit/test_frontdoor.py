@@ -89,3 +89,15 @@ def test_no_deadline_when_the_timeout_is_off():
     _, transport = door(frontDoor(clock, timeout=0), 1)
     clock.advance(1000)
     assert not transport.disconnecting and clock.getDelayedCalls() == []
+
+
+def test_stopping_the_listener_cancels_the_timer():
+    """
+    A listener that stops leaves no timer behind for connections it no
+    longer has.
+    """
+    clock = Clock()
+    factory = frontDoor(clock)
+    door(factory, 1)
+    factory.doStop()
+    assert clock.getDelayedCalls() == []

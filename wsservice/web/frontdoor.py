@@ -217,6 +217,9 @@ class FrontDoorFactory(Factory):
         self.websocket.doStart()
 
     def doStop(self) -> None:
+        sweep, self._sweep = self._sweep, None
+        if sweep is not None and sweep.active():
+            sweep.cancel()
         self.web.doStop()
         self.websocket.doStop()
 
