@@ -143,7 +143,9 @@ class ServiceConfig:
     @ivar brokerURL: C{redis://host:port/db} to span rooms across processes,
         or C{None} for the in-process hub.
     @ivar workers: how many worker processes share the listeners.
-    @ivar logConnections: log a line for each connection opened and closed.
+    @ivar logConnections: log a line for each connection opened and closed,
+        and each HTTP request (C{--log-connections}; off by default, as such
+        lines are a quarter of a handshake's CPU).
     @ivar auth: how clients prove who they are.
     @ivar api: the backend API, if any.
     """
@@ -157,7 +159,7 @@ class ServiceConfig:
     perMessageDeflate: bool = False
     brokerURL: str | None = None
     workers: int = 1
-    logConnections: bool = True
+    logConnections: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
     api: APISettings = field(default_factory=APISettings)
 
@@ -173,7 +175,7 @@ class ProtocolSettings:
     defaultSubprotocol: str | None
     allowedOrigins: tuple[str, ...] = ()
     perMessageDeflate: bool = False
-    logConnections: bool = True
+    logConnections: bool = False
     auth: AuthSettings = field(default_factory=AuthSettings)
 
     @classmethod

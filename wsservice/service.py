@@ -154,9 +154,9 @@ def buildAPI(config: ServiceConfig, rooms: IRoomHub, factory: ServiceFactory) ->
 
 class QuietSite(Site):
     """
-    A site that writes no access log line (C{--no-connection-log}): at
-    hundreds of API calls a second the line costs a tenth of the CPU, and
-    the supervisor relays each worker's.
+    A site that writes no access log line (the default; C{--log-connections}
+    turns it on): at hundreds of API calls a second the line costs a tenth
+    of the CPU, and the supervisor relays each worker's.
     """
 
     def log(self, request: Any) -> None:

@@ -41,10 +41,11 @@ def twoWorkers(redisServer, *args: str) -> Iterator[ServiceProcess]:
     """
     C{--workers 2 --broker ...} (and C{args}), started through the real
     twistd command, with both workers listening and connected to Redis;
-    the supervisor and its workers are killed afterwards.
+    the supervisor and its workers are killed afterwards.  Connections are
+    logged: their open lines say which worker took each (L{servedBy}).
     """
     service = ServiceProcess.onLoopback(
-        "--workers", "2",
+        "--workers", "2", "--log-connections",
         "--broker", f"{redisServer.url}?heartbeat={HEARTBEAT}", *args,
     )
     service.start(timeout=30)
@@ -65,7 +66,7 @@ def twoWorkers(redisServer, *args: str) -> Iterator[ServiceProcess]:
 @pytest.fixture
 def workers(redisServer):
     """
-    L{twoWorkers} with the default options.
+    L{twoWorkers} with the default options (and the connection lines).
     """
     with twoWorkers(redisServer) as service:
         yield service

@@ -282,15 +282,15 @@ def test_the_command_line_client_publishes_and_reports_errors(served, keys):
     assert done.returncode == 1 and "400" in done.stderr and "bad_room" in done.stderr
 
 
-def test_no_connection_log_also_silences_the_access_log(served):
+def test_the_access_log_follows_log_connections(served):
     """
-    With --no-connection-log an API call writes no access-log line; without
-    it, it does.
+    By default an API call writes no access-log line; with
+    --log-connections it does.
     """
-    quiet, api = served("--no-connection-log")
+    quiet, api = served()
     api.publish("kitchen", "shh")
     api.get("/api/info")
-    loud, other = served()
+    loud, other = served("--log-connections")
     other.get("/api/info")
     loud.waitForLog(r'"GET /api/info HTTP/1.1" 200')
     assert "/api/" not in quiet.log()

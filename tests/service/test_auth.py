@@ -37,7 +37,9 @@ def secured(serviceFactory, tmp_path):
     secret.write_bytes(SECRET)
 
     def start(*args: str):
-        return serviceFactory("--auth-secret-file", str(secret), "--presence-interval", "0.05", *args)
+        # Connection lines on: the tests check that no token reaches the log.
+        return serviceFactory("--auth-secret-file", str(secret), "--presence-interval", "0.05",
+                              "--log-connections", *args)
 
     return start
 

@@ -13,7 +13,8 @@ import time
 from tests.support.rawws import RawClient, frame
 from tests.support.wsclient import closeCode, open_, recvJSON, recvPresence, recvUntil
 
-SERVICE_ARGS = ("--presence-interval", "0.05")
+# Connection lines on: the close codes of the log are part of what is checked.
+SERVICE_ARGS = ("--presence-interval", "0.05", "--log-connections")
 
 
 def roomPair(service, room: str):

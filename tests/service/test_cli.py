@@ -34,7 +34,7 @@ def test_help_documents_every_option():
                    "--ping-interval", "--ping-timeout", "--allowed-origin", "--shutdown-timeout",
                    "--open-handshake-timeout", "--close-handshake-timeout",
                    "--permessage-deflate", "--presence-list", "--presence-interval",
-                   "--presence-limit", "--no-connection-log", "backlog="):
+                   "--presence-limit", "--log-connections", "--no-connection-log", "backlog="):
         assert option in result.stdout, option
 
 

@@ -29,7 +29,7 @@ def test_oversized_invalid_utf8_and_protocol_violations_get_precise_codes(servic
     An oversized message closes with 1009, invalid UTF-8 with 1007 and a
     protocol violation with 1002, each with a reason, and the service logs it.
     """
-    service = serviceFactory("--max-message-size", "1000")
+    service = serviceFactory("--max-message-size", "1000", "--log-connections")
     with open_(service.url(), "echo") as ws:
         ws.send("x" * 1000)
         assert len(ws.recv(timeout=10)) == 1000
@@ -78,7 +78,7 @@ def test_max_connections_answers_503_at_the_handshake(serviceFactory):
     """
     Past --max-connections a handshake gets HTTP 503; closing one makes room.
     """
-    service = serviceFactory("--max-connections", "2")
+    service = serviceFactory("--max-connections", "2", "--log-connections")
     with open_(service.url(), "echo"), open_(service.url(), "echo"):
         status, body = refusal(service.url(), "echo")
         assert status == 503 and "too many connections" in body
@@ -128,7 +128,7 @@ def test_peer_that_stops_answering_pings_is_closed_and_freed(serviceFactory):
     With keepalive on, a peer that never answers pings is closed after the
     timeout and its connection is freed; a normal client stays open.
     """
-    service = serviceFactory("--ping-interval", "0.5", "--ping-timeout", "1")
+    service = serviceFactory("--ping-interval", "0.5", "--ping-timeout", "1", "--log-connections")
     with RawClient(service.port, "/", "echo") as silent, open_(service.url(), "echo") as alive:
         opcode, _ = silent.readFrame()
         assert opcode == 0x9
@@ -160,7 +160,7 @@ def test_metrics_and_health(serviceFactory):
     /healthz answers 200 while serving and /metrics counts connections,
     handshakes, messages and closes in Prometheus text format.
     """
-    service = serviceFactory()
+    service = serviceFactory("--log-connections")
     with urllib.request.urlopen(service.url("/healthz", "http"), timeout=10) as response:
         assert response.status == 200
     with open_(service.url(), "echo") as ws:
@@ -274,7 +274,7 @@ def test_handshake_timeouts_drop_silent_peers(serviceFactory):
 
     service = serviceFactory(
         "--open-handshake-timeout", "0.5", "--close-handshake-timeout", "0.5",
-        "--max-message-size", "100",
+        "--max-message-size", "100", "--log-connections",
     )
     silent = socket.create_connection(("127.0.0.1", service.port), timeout=3)
     halfway = socket.create_connection(("127.0.0.1", service.port), timeout=3)

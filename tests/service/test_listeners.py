@@ -9,6 +9,7 @@ import datetime
 import ssl
 from pathlib import Path
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -106,16 +107,43 @@ def test_port_listens_with_a_backlog_for_connection_storms(serviceFactory):
     assert listenQueue(listened.port) == 77
 
 
-def test_connection_lines_can_be_switched_off(serviceFactory):
+@pytest.mark.parametrize("args", [(), ("--no-connection-log",)], ids=["default", "no-log"])
+def test_connections_are_not_logged_by_default_but_refusals_are(serviceFactory, args):
     """
-    --no-connection-log drops the open and close lines, not the refusals.
+    By default (and with the old --no-connection-log) a connection's open
+    and close write no line; a refusal still does.
     """
     from tests.support.wsclient import refusal
 
-    service = serviceFactory("--no-connection-log")
+    service = serviceFactory(*args)
     with open_(service.url("/quiet"), "echo") as ws:
         ws.send("hi")
         assert ws.recv(timeout=10) == "hi"
     assert refusal(service.url("/"), "nope")[0] == 400
     service.waitForLog(r"refused .*: 400 unsupported subprotocol nope")
     assert not [line for line in service.lines if " open tcp" in line or " close tcp" in line]
+
+
+def test_log_connections_writes_each_open_and_close(serviceFactory):
+    """
+    --log-connections logs a line when a connection opens (peer, subprotocol,
+    path, id) and one when it closes (id, code, reason, cleanly or not).
+    """
+    service = serviceFactory("--log-connections")
+    with open_(service.url("/loud"), "echo") as ws:
+        ws.send("hi")
+        assert ws.recv(timeout=10) == "hi"
+    service.waitForLog(r"open tcp4:127\.0\.0\.1:\d+ echo /loud as c1$")
+    service.waitForLog(r"close tcp4:127\.0\.0\.1:\d+ c1 code=1000 reason=.* clean=True")
+
+
+def test_the_two_connection_log_options_contradict_each_other():
+    """
+    --log-connections with --no-connection-log is a usage error that says so.
+    """
+    from twisted.python import usage
+
+    from wsservice.tap import Options
+
+    with pytest.raises(usage.UsageError, match="contradict"):
+        Options().parseOptions(["--log-connections", "--no-connection-log"])
