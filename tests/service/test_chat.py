@@ -101,7 +101,8 @@ def test_rooms_are_freed_when_empty(serviceFactory):
     does not grow with the number of rooms ever used.  (With a log, the
     1000 most recently used are kept for members who come back.)
     """
-    service = serviceFactory("--recovery", "0")
+    # Connection lines on: their close codes say when all 30 are gone.
+    service = serviceFactory("--recovery", "0", "--log-connections")
     for n in range(30):
         with open_(service.url(f"/transient{n}"), "chat") as ws:
             recvPresence(ws, "joined")
