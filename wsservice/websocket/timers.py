@@ -30,25 +30,28 @@ class Timeout:
     One pending call of a L{BucketTimer}; C{cancel} it, as with txaio's.
     """
 
-    __slots__ = ("_timer", "_key", "_call")
+    __slots__ = ("_timer", "_key", "_func", "_args", "_kwargs")
 
-    def __init__(self, timer: BucketTimer, key: int, call: Callable[[], Any]) -> None:
+    def __init__(self, timer: BucketTimer, key: int, func: Callable[..., Any],
+                 args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self._timer: BucketTimer | None = timer
         self._key = key
-        self._call: Callable[[], Any] | None = call
+        self._func: Callable[..., Any] | None = func
+        self._args = args
+        self._kwargs = kwargs
 
     def cancel(self) -> None:
         """
-        Do not call it; nothing happens once it ran or was cancelled.
+        Drop the call; harmless once it ran or was cancelled.
         """
-        timer, self._timer, self._call = self._timer, None, None
+        timer, self._timer, self._func = self._timer, None, None
         if timer is not None:
             timer._cancel(self._key, self)
 
     def _fire(self) -> None:
-        call, self._timer, self._call = self._call, None, None
-        if call is not None:
-            call()
+        func, self._timer, self._func = self._func, None, None
+        if func is not None:
+            func(*self._args, **self._kwargs)
 
 
 class BucketTimer:
@@ -69,7 +72,7 @@ class BucketTimer:
                    **kwargs: Any) -> Timeout:
         now = self._clock.seconds()
         key = math.ceil((now + delay) / self._bucket)
-        timeout = Timeout(self, key, lambda: func(*args, **kwargs))
+        timeout = Timeout(self, key, func, args, kwargs)
         entry = self._buckets.get(key)
         if entry is None:
             timer = self._clock.callLater(max(0.0, key * self._bucket - now), self._due, key)

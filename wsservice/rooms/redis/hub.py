@@ -778,7 +778,7 @@ class RedisRoomHub(Service):
         if changes is None:
             changes = self._presence[room] = PresenceChanges()
             state = self._rooms.get(room)
-            members = max(len(state.infos) if state is not None else 0, self._lastCount(room))
+            members = max(len(state.infos), state.lastCount) if state is not None else 0
             changes.timer = self._clock.callLater(
                 presenceDelay(self._presenceInterval, members), self._announceNow, room)
         changes.add(change, info)
