@@ -1,8 +1,9 @@
 """
 What the service changes about its own process, and when: the open-file
 limit, the garbage collector's pace and clean exits on signals, all done by
-L{ProcessSettings} when the service starts (so building a service changes nothing), and the one way
-the shutdowns wait for something with a deadline (L{atMost}).
+L{ProcessSettings} when the service starts (so building a service changes
+nothing), and the one way the shutdowns wait for something with a deadline
+(L{atMost}).
 
 twistd re-raises the signal that stopped the reactor once it has stopped,
 so a process stopped by SIGTERM exits with -15 even after a graceful

@@ -17,8 +17,8 @@ only the counts are sent.
 A client keeping a member list applies an event's C{joined} (insert or
 replace, by C{id}), then C{renamed}, then C{left}.  A member who joined and
 left within one interval is in both lists: someone may have seen it in a
-snapshot in between; one who left and came back is in C{joined} only.  A rename right after a join shows as the join under
-the new name.
+snapshot in between; one who left and came back is in C{joined} only.  A
+rename right after a join shows as the join under the new name.
 """
 
 from __future__ import annotations
