@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterator, Sequence
 from bench.identity import signedClients, writeAPIKey, writeClients, writeKeyPair, writeSecret
 from bench.loadrun import LoadRun, runLoad, serverCost
 from bench.procs import BenchError, childSetup, loadCore
-from bench.report import integrity, ms, num, pct, spreadNote, summariseProfile
+from bench.report import SCENARIO_KEYS, integrity, ms, num, pct, spreadNote, summariseProfile
 from bench.targets import (
     WORKERS_PINNING, Server, WorkerPool, nodeBroadcast, nodeEcho, oneSided, ours, websocketsEcho,
 )
@@ -83,6 +83,9 @@ QUICK = Plan(fanClients=50, senders=5, fanSeconds=1.5, rateSeconds=1.5, rate=20,
 #: close handshake, as when a client's process dies (loadgen.js also has
 #: "close" and "reset").
 STORM_DROP = "destroy"
+
+#: Each scenario's key in the results, by number.
+KEY_OF = {number: key for key, number in SCENARIO_KEYS.items()}
 
 
 def _spansWorkers(run: LoadRun) -> bool:
@@ -561,57 +564,56 @@ class Bench:
                 self.log(f"  scenario {number} failed: {str(e).splitlines()[0]}")
 
     def _scenario(self, number: int) -> None:
+        title, run = self._scenarios()[number]
+        self.log(f"[{number}] {title}")
+        self.results[KEY_OF[number]] = run()
+
+    def _scenarios(self) -> dict[int, tuple[str, Callable[[], Any]]]:
+        """
+        Each scenario's title and what runs it (its results' key is
+        L{bench.report.SCENARIO_KEYS}').
+        """
         p = self.plan
-        scenarios = {number}
-        if 1 in scenarios:
-            self.log(f"[1] chat fan-out, {p.fanClients} clients, {p.senders} senders, max rate")
-            self.results["fanout"] = self.fanout(p.fanClients, p.fanSeconds)
-        if 2 in scenarios:
-            self.log(f"[2] chat fan-out, {p.fanClients} clients, fixed {p.rate:g} msg/s")
-            self.results["fixed_rate"] = self.fanout(p.fanClients, p.rateSeconds, rate=p.rate)
-        if 3 in scenarios:
-            self.log(f"[3] echo, {p.echoClients} clients, one message in flight each")
-            self.results["echo"] = self.echo()
-        if 4 in scenarios:
-            self.log(f"[4] {p.idleClients} idle connections")
-            self.results["idle"] = self.idle()
-        if 5 in scenarios:
-            self.log(f"[5] cost per delivery against room size {p.scaleClients}")
-            scale = {}
-            for n in p.scaleClients:
-                if n == p.fanClients and "fanout" in self.results:
-                    scale[str(n)] = self.results["fanout"]
-                else:
-                    scale[str(n)] = self.fanout(n, p.scaleSeconds)
-            self.results["scale"] = scale
-        if 6 in scenarios:
-            self.log(f"[6] --workers 2 with Redis: scenarios 1 and 2 again, {p.fanClients} "
-                     f"clients in one room across both workers")
-            self.results["workers2_redis"] = self.workersRedis()
-        if 7 in scenarios:
-            self.log(f"[7] {p.roomClients} clients into one chat room, {p.handshakeConcurrency} "
-                     "handshakes in flight, our service with default options")
-            self.results["room_handshakes"] = self.roomHandshakes()
-        if 8 in scenarios:
-            self.log(f"[8] {p.echoConnections} echo connections, {p.handshakeConcurrency} "
-                     "handshakes in flight")
-            self.results["echo_handshakes"] = self.echoHandshakes()
-        if 9 in scenarios:
-            self.log(f"[9] reconnect storm: {p.stormClients} members of one room drop at once "
-                     f"({STORM_DROP}) and reconnect at once")
-            self.results["reconnect_storm"] = self.reconnectStorm()
-        if 10 in scenarios:
-            self.log(f"[10] {p.authClients} chat clients with a token each into {p.authRooms} "
-                     f"rooms, {p.handshakeConcurrency} handshakes in flight: no auth, HS256, RS256")
-            self.results["auth_handshakes"] = self.authHandshakes()
-        if 11 in scenarios:
-            self.log(f"[11] backend API: {p.apiInFlight} publishes in flight into a room of "
-                     f"{p.apiSubscribers} members, one process and --workers 2 with Redis")
-            self.results["api_publish"] = self.apiPublishing()
-        if 12 in scenarios:
-            self.log(f"[12] recovery storm: {p.stormClients} members drop ({STORM_DROP}), "
-                     f"{p.missedMessages} messages are published, all come back with ?since=")
-            self.results["recovery_storm"] = self.recoveryStorm()
+        return {
+            1: (f"chat fan-out, {p.fanClients} clients, {p.senders} senders, max rate",
+                lambda: self.fanout(p.fanClients, p.fanSeconds)),
+            2: (f"chat fan-out, {p.fanClients} clients, fixed {p.rate:g} msg/s",
+                lambda: self.fanout(p.fanClients, p.rateSeconds, rate=p.rate)),
+            3: (f"echo, {p.echoClients} clients, one message in flight each", self.echo),
+            4: (f"{p.idleClients} idle connections", self.idle),
+            5: (f"cost per delivery against room size {p.scaleClients}", self.scaleCosts),
+            6: (f"--workers 2 with Redis: scenarios 1 and 2 again, {p.fanClients} clients in "
+                "one room across both workers", self.workersRedis),
+            7: (f"{p.roomClients} clients into one chat room, {p.handshakeConcurrency} "
+                "handshakes in flight, our service with default options", self.roomHandshakes),
+            8: (f"{p.echoConnections} echo connections, {p.handshakeConcurrency} handshakes "
+                "in flight", self.echoHandshakes),
+            9: (f"reconnect storm: {p.stormClients} members of one room drop at once "
+                f"({STORM_DROP}) and reconnect at once", self.reconnectStorm),
+            10: (f"{p.authClients} chat clients with a token each into {p.authRooms} rooms, "
+                 f"{p.handshakeConcurrency} handshakes in flight: no auth, HS256, RS256",
+                 self.authHandshakes),
+            11: (f"backend API: {p.apiInFlight} publishes in flight into a room of "
+                 f"{p.apiSubscribers} members, one process and --workers 2 with Redis",
+                 self.apiPublishing),
+            12: (f"recovery storm: {p.stormClients} members drop ({STORM_DROP}), "
+                 f"{p.missedMessages} messages are published, all come back with ?since=",
+                 self.recoveryStorm),
+        }
+
+    def scaleCosts(self) -> dict[str, Any]:
+        """
+        Scenario 5: scenario 1 at each of C{scaleClients} room sizes (its
+        own run where the size is scenario 1's and it ran already).
+        """
+        p = self.plan
+        scale = {}
+        for n in p.scaleClients:
+            if n == p.fanClients and "fanout" in self.results:
+                scale[str(n)] = self.results["fanout"]
+            else:
+                scale[str(n)] = self.fanout(n, p.scaleSeconds)
+        return scale
 
     # -- profiling ------------------------------------------------------------
 
