@@ -163,14 +163,21 @@ function roomSeq(member, seq) {
   if (member.roomSeq !== undefined && seq !== member.roomSeq + 1) room.seqGaps++;
   member.roomSeq = seq;
 }
-function roomFrame(member, text) {
+// A frame of ours as an event object, or null when it is not one; the
+// member's count and when it last changed follow every event that has one.
+function eventOf(member, text) {
   let event;
-  try { event = JSON.parse(text); } catch (e) { return; }
-  if (event === null || typeof event !== 'object') return;
+  try { event = JSON.parse(text); } catch (e) { return null; }
+  if (event === null || typeof event !== 'object') return null;
   if (typeof event.count === 'number') {
     member.count = event.count;
     member.countAt = performance.now();
   }
+  return event;
+}
+function roomFrame(member, text) {
+  const event = eventOf(member, text);
+  if (event === null) return;
   if (event.type === 'presence') room.presenceEvents++;
   if (typeof event.epoch === 'string') member.epoch = event.epoch;
   if (typeof event.seq === 'number') roomSeq(member, event.seq);
@@ -758,13 +765,8 @@ async function publish() {
 // A member is done once it has what it missed; `storm` keeps the tallies
 // and the published seqs it must find.
 function recoveryFrame(storm, sock, text) {
-  let event;
-  try { event = JSON.parse(text); } catch (e) { return; }
-  if (event === null || typeof event !== 'object') return;
-  if (typeof event.count === 'number') {
-    sock.count = event.count;
-    sock.countAt = performance.now();
-  }
+  const event = eventOf(sock, text);
+  if (event === null) return;
   if (sock.phase === 'first') firstFrame(storm, sock, event);
   else if (sock.phase === 'replay') replayFrame(storm, sock, event);
   else if (sock.phase === 'history') historyFrame(storm, sock, event);
